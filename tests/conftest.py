@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("CI", "1")  # progress bars off in tests
+
+
+class Tiny(nn.Module):
+    """Two conv layers and two linear layers: enough structure for masks and pruning tests."""
+
+    input_shape = (1, 6, 6)
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc1 = nn.Linear(4 * 36, 16)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.out(torch.relu(self.fc1(x.flatten(1))))
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    return Tiny()
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    """Run the real `ticketlab` command in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "ticketlab.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=timeout,
+    )
+
+
+def assert_user_error(result, *needles):
+    """Exit status 2, one line on stderr naming the bad value, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
