@@ -1,0 +1,188 @@
+"""Iterative Magnitude Pruning with rewinding, and its baselines, as a resumable run.
+
+Level 0 trains the dense network. Each later level prunes the previous level's final weights, resets the survivors
+to the rewind point and retrains. Every stage checks for its own output first, so running the same command again
+resumes where a killed run stopped and ends with the same numbers."""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import Config, parse_duration
+from .data import load_dataset
+from .errors import TicketlabError
+from .files import read_json, write_json_atomic
+from .masks import Masks, prunable_names
+from .models import build_model
+from .pruning import PruneSpec, prune, random_like
+from .store import RunStore, is_done, load_weights, save_weights
+from .training import early_stop, make_plan, train
+
+REINIT_SEED_OFFSET = 7919  # fresh initialisations for the random-reinit baseline: init seed + offset * level
+
+
+@dataclass
+class Lottery:
+    """Everything one run needs, built once: config, store, data, the model and its plan."""
+
+    cfg: Config
+    store: RunStore
+    splits: object
+    model: nn.Module
+    progress: bool = False
+
+    @classmethod
+    def open(cls, cfg: Config, runs_dir: str | Path, preset: str | None = None, progress: bool = False) -> "Lottery":
+        splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data)
+        model = build_model(cfg.model.name, num_classes=splits.num_classes, seed=cfg.seeds.init)
+        expected = tuple(getattr(model, "input_shape", splits.input_shape))
+        if int(torch.tensor(expected).prod()) != int(torch.tensor(splits.input_shape).prod()):
+            raise TicketlabError(
+                f"model {cfg.model.name!r} takes input {expected}, dataset {cfg.data.name!r} gives {splits.input_shape}"
+            )
+        return cls(cfg, RunStore.open(runs_dir, cfg, preset), splits, model, progress)
+
+    # -- the plan ----------------------------------------------------------------------------------------------
+    def plan(self, start: int = 0):
+        plan = make_plan(self.cfg.train, len(self.splits.train), self.cfg.data.batch_size, self.cfg.seeds.data)
+        plan.start = start
+        return plan
+
+    def rewind_step(self) -> int | None:
+        """k for late rewinding to θk, 0 for θ0, None for no weight rewinding (fine-tuning, lr rewinding)."""
+        rewind = self.cfg.lottery.rewind
+        if rewind == "init":
+            return 0
+        if rewind in ("none", "lr"):
+            return None
+        plan = self.plan()
+        k = parse_duration(rewind, plan.steps_per_epoch, "lottery.rewind")
+        if k >= plan.total:
+            raise TicketlabError(f"lottery.rewind {rewind!r} is step {k}, beyond the {plan.total} training steps")
+        return k
+
+    def spec(self, level: int) -> PruneSpec:
+        p = self.cfg.prune
+        seed = self.cfg.seeds.prune + level
+        return PruneSpec(p.criterion, p.scope, p.rate, dict(p.rates), tuple(p.exclude), seed=seed)
+
+    # -- weights -----------------------------------------------------------------------------------------------
+    def fresh_model(self, seed: int) -> nn.Module:
+        return build_model(self.cfg.model.name, num_classes=self.splits.num_classes, seed=seed)
+
+    def weights(self, path: Path) -> nn.Module:
+        return load_weights(path, self.fresh_model(self.cfg.seeds.init))
+
+    def start_point(self, level: int) -> tuple[nn.Module, int, object]:
+        """Weights, first step and plan a level >= 1 starts from, by the rewinding mode."""
+        k = self.rewind_step()
+        if k is None:
+            model = self.weights(self.store.level(level - 1) / "final.safetensors")
+            plan = self.plan()
+            if self.cfg.lottery.rewind == "none":  # fine-tune at the schedule's final learning rate
+                final_lr = plan.lr(plan.total - 1)
+                plan.lr = lambda step: final_lr
+            return model, 0, plan
+        source = self.store.init_path if k == 0 else self.store.rewind_path
+        return self.weights(source), k, self.plan(start=k)
+
+    # -- stages ------------------------------------------------------------------------------------------------
+    def run_stage(self, stage: Path, kind: str, level: int, model: nn.Module, masks: Masks, plan, snapshot=None):
+        """Train one stage unless its summary exists; write masks, final weights and summary (last)."""
+        if is_done(stage):
+            return read_json(stage / "summary.json")
+        stage.mkdir(parents=True, exist_ok=True)
+        masks.save(stage / "masks.safetensors")
+        started = time.perf_counter()
+        rows = train(model, masks, self.splits, self.cfg.train, plan, stage, snapshot=snapshot,
+                     progress=self.progress, desc=f"level {level} {kind}")
+        save_weights(stage / "final.safetensors", model)
+        (stage / "checkpoint.safetensors").unlink(missing_ok=True)
+        summary = {"level": level, "kind": kind, "status": "done", "steps": plan.total - plan.start,
+                   "wall": time.perf_counter() - started, **early_stop(rows), **self.counts(model, masks)}
+        write_json_atomic(stage / "summary.json", summary)
+        return summary
+
+    def counts(self, model: nn.Module, masks: Masks) -> dict:
+        total = sum(p.numel() for p in model.parameters())
+        kept, numel = sum(masks.kept().values()), sum(masks.numels().values())
+        return {
+            "density": masks.density(), "sparsity": masks.sparsity(), "kept": kept, "prunable": numel,
+            "params_total": total, "params_kept": total - (numel - kept),
+            "layer_density": masks.densities(), **macs(model, masks, self.splits.train.x[:64]),
+        }
+
+    def level_masks(self, level: int) -> Masks:
+        """Level 0: all ones. Level L: prune level L-1's final weights (saved masks are reused on resume)."""
+        path = self.store.level(level) / "masks.safetensors"
+        if path.exists():
+            return Masks.load(path)
+        if level == 0:
+            return Masks.ones(self.model, names=prunable_names(self.model))
+        previous = self.store.level(level - 1)
+        return prune(self.weights(previous / "final.safetensors"), Masks.load(previous / "masks.safetensors"),
+                     self.spec(level))
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    def run(self) -> RunStore:
+        if not self.store.init_path.exists():
+            save_weights(self.store.init_path, self.model)
+        k = self.rewind_step()
+        dense = self.run_level0(k)
+        for level in range(1, self.cfg.lottery.levels + 1):
+            masks = self.level_masks(level)
+            model, _, plan = self.start_point(level)
+            summary = self.run_stage(self.store.level(level), "imp", level, model, masks, plan)
+            for name in self.cfg.lottery.baselines:
+                self.run_baseline(name, level, masks)
+            if self.should_stop(summary, dense):
+                break
+        return self.store
+
+    def run_level0(self, k: int | None) -> dict:
+        masks = self.level_masks(0)
+        model = self.weights(self.store.init_path)
+        snapshot = None
+        if k:
+            snapshot = (k, lambda m: save_weights(self.store.rewind_path, m))
+        summary = self.run_stage(self.store.level(0), "imp", 0, model, masks, self.plan(), snapshot=snapshot)
+        return summary
+
+    def run_baseline(self, name: str, level: int, masks: Masks) -> dict:
+        stage = self.store.baseline(level, name)
+        if is_done(stage):
+            return read_json(stage / "summary.json")
+        model, _, plan = self.start_point(level)
+        if name == "random_pruning":  # same start weights, random masks with the ticket's per-tensor densities
+            masks = random_like(masks, seed=self.cfg.seeds.prune * 1000 + level)
+        elif name == "random_reinit":  # the ticket's masks, a fresh initialisation
+            model = self.fresh_model(self.cfg.seeds.init + REINIT_SEED_OFFSET * level)
+        else:  # one-shot: magnitude pruning of the dense final weights straight to this level's densities
+            dense = self.weights(self.store.level(0) / "final.safetensors")
+            masks = prune_to_counts(dense, masks, self.cfg.prune.criterion, self.cfg.seeds.prune + level)
+        return self.run_stage(stage, name, level, model, masks, plan)
+
+    def should_stop(self, summary: dict, dense: dict) -> bool:
+        lottery = self.cfg.lottery
+        if lottery.target_density is not None and summary["density"] <= lottery.target_density:
+            return True
+        return lottery.max_drop is not None and dense["best_val_acc"] - summary["best_val_acc"] > lottery.max_drop
+
+
+def prune_to_counts(model: nn.Module, reference: Masks, criterion: str, seed: int) -> Masks:
+    """One round from all-ones that keeps exactly as many weights per tensor as `reference`."""
+    ones = Masks.ones(model, names=list(reference))
+    rates = {n: 1 - reference.kept()[n] / n_all for n, n_all in reference.numels().items()}
+    # Exact counts: every tensor gets its own rate, so round_half_up(rate * numel) == numel - kept.
+    return prune(model, ones, PruneSpec(criterion=criterion, scope="layer", rate=0.0, rates=rates, seed=seed))
+
+
+def macs(model: nn.Module, masks: Masks, example: torch.Tensor) -> dict:
+    """Dense and kept MACs per example (ticketlab.counting), for the summary."""
+    from .counting import count
+
+    counts = count(model, masks, example)
+    return {"macs_dense": counts.total.macs_dense, "macs_kept": counts.total.macs_weight_sparse}

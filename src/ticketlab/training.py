@@ -1,0 +1,218 @@
+"""Masked training: pruned weights stay exactly zero and get no update, for any optimizer.
+
+Gradients of pruned weights are zeroed before the optimizer step and the mask is re-applied after it, so momentum,
+weight decay and Adam's moments cannot revive them. The data order and the learning rate are pure functions of the
+step, so a stage resumed from a checkpoint continues exactly where it stopped."""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .config import TrainConfig, parse_duration
+from .errors import TicketlabError
+from .masks import Masks
+from .store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
+
+EVAL_BATCH = 1000
+
+
+class Diverged(TicketlabError):
+    """The loss became NaN or infinite; what was written so far is kept."""
+
+
+@dataclass
+class Plan:
+    """How one stage trains: steps [start, total), the lr at each step, when to evaluate and checkpoint."""
+
+    total: int
+    steps_per_epoch: int
+    batch_size: int
+    data_seed: int
+    lr: Callable[[int], float]
+    eval_every: int
+    checkpoint_every: int
+    start: int = 0
+
+
+def make_plan(cfg: TrainConfig, n_train: int, batch_size: int, data_seed: int) -> Plan:
+    spe = math.ceil(n_train / batch_size)
+    total = parse_duration(cfg.steps, spe, "train.steps")
+    return Plan(
+        total=total,
+        steps_per_epoch=spe,
+        batch_size=batch_size,
+        data_seed=data_seed,
+        lr=lr_schedule(cfg, total, spe),
+        eval_every=max(1, parse_duration(cfg.eval_every, spe, "train.eval_every")),
+        checkpoint_every=max(1, parse_duration(cfg.checkpoint_every, spe, "train.checkpoint_every")),
+    )
+
+
+def lr_schedule(cfg: TrainConfig, total: int, spe: int) -> Callable[[int], float]:
+    """lr(step): linear warmup, then constant, step milestones (x gamma each) or cosine to zero."""
+    warmup = parse_duration(cfg.warmup, spe, "train.warmup")
+    milestones = [parse_duration(m, spe, "train.milestones entry") for m in cfg.milestones]
+
+    def lr(step: int) -> float:
+        factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if cfg.schedule == "step":
+            factor *= cfg.gamma ** sum(step >= m for m in milestones)
+        elif cfg.schedule == "cosine":
+            factor *= 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        return cfg.lr * factor
+
+    return lr
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def batch_indices(step: int, n: int, plan: Plan) -> torch.Tensor:
+    """Indices of the batch at `step`: epoch e uses a permutation seeded by (data seed, e)."""
+    epoch, pos = divmod(step, plan.steps_per_epoch)
+    g = torch.Generator().manual_seed(plan.data_seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)[pos * plan.batch_size : (pos + 1) * plan.batch_size]
+
+
+class MaskedUpdate:
+    """Zeroes pruned gradients before and pruned weights after each optimizer step (one fused op per list)."""
+
+    def __init__(self, model: nn.Module, masks: Masks):
+        masks.check(model)
+        params = dict(model.named_parameters())
+        self.params = [params[n] for n in masks]
+        self.masks = [masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in masks]
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if len(grads) == len(self.params):
+            torch._foreach_mul_(grads, self.masks)
+        else:
+            for p, m in zip(self.params, self.masks, strict=True):
+                if p.grad is not None:
+                    p.grad.mul_(m)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        torch._foreach_mul_(self.params, self.masks)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split, in batches."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), EVAL_BATCH):
+        xb, yb = x[i : i + EVAL_BATCH].to(device), y[i : i + EVAL_BATCH].to(device)
+        out = model(xb)
+        loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
+        correct += (out.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return loss_sum / max(len(x), 1), correct / max(len(x), 1)
+
+
+def train(
+    model: nn.Module,
+    masks: Masks,
+    splits,
+    cfg: TrainConfig,
+    plan: Plan,
+    stage: Path,
+    *,
+    snapshot: tuple[int, Callable[[nn.Module], None]] | None = None,
+    progress: bool = False,
+    desc: str = "",
+) -> list[dict]:
+    """Train `model` under `masks` from plan.start to plan.total, writing metrics and checkpoints into `stage`.
+
+    Resumes from `stage/checkpoint.safetensors` when present. `snapshot=(k, fn)` calls fn(model) right after step k
+    (used to save the late-rewinding point θk). Returns the metric rows (docs/run-directory.md)."""
+    stage.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    masks.apply(model)
+    update = MaskedUpdate(model, masks)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    ckpt, metrics_path = stage / "checkpoint.safetensors", stage / "metrics.jsonl"
+    step, loss_sum, loss_count, wall0 = plan.start, 0.0, 0, 0.0
+    if ckpt.exists():
+        extra = load_checkpoint(ckpt, model, optimizer)
+        step, loss_sum, loss_count, wall0 = extra["step"], extra["loss_sum"], extra["loss_count"], extra["wall"]
+    rows = read_metrics(metrics_path, upto_step=step if ckpt.exists() else -1)
+    write_metrics(metrics_path, rows)
+    started = time.perf_counter() - wall0
+    x_train, y_train = splits.train.x, splits.train.y
+
+    def log(step: int) -> None:
+        nonlocal loss_sum, loss_count
+        val_loss, val_acc = evaluate(model, splits.val.x, splits.val.y)
+        test_loss, test_acc = evaluate(model, splits.test.x, splits.test.y)
+        row = {
+            "step": step, "epoch": step / plan.steps_per_epoch,
+            "train_loss": loss_sum / loss_count if loss_count else None,
+            "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+            "lr": plan.lr(min(step, plan.total - 1)), "wall": time.perf_counter() - started,
+        }
+        rows.append(row)
+        append_metrics(metrics_path, row)
+        loss_sum, loss_count = 0.0, 0
+
+    if not rows:
+        log(step)
+    model.train()
+    bar = tqdm(total=plan.total, initial=step, desc=desc, disable=not progress, leave=False, unit="it")
+    while step < plan.total:
+        idx = batch_indices(step, len(x_train), plan)
+        xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = plan.lr(step)
+        loss = F.cross_entropy(model(xb), yb)
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss became {loss.item()} at step {step} ({desc or stage.name}); "
+                           f"lower train.lr or check the data; results so far are kept in {stage}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        update.before_step()
+        optimizer.step()
+        update.after_step()
+        loss_sum, loss_count, step = loss_sum + loss.item(), loss_count + 1, step + 1
+        bar.update(1)
+        if snapshot and step == snapshot[0]:
+            snapshot[1](model)
+        if step % plan.eval_every == 0 or step == plan.total:
+            log(step)
+        if step % plan.checkpoint_every == 0 and step < plan.total:
+            extra = {"step": step, "loss_sum": loss_sum, "loss_count": loss_count,
+                     "wall": time.perf_counter() - started}
+            save_checkpoint(ckpt, model, optimizer, extra)
+    bar.close()
+    return rows
+
+
+def early_stop(rows: list[dict]) -> dict:
+    """Frankle & Carbin's early-stop statistic: the step of minimum validation loss and the test accuracy there,
+    with the final and best values beside it."""
+    best = min(rows, key=lambda r: (r["val_loss"], r["step"]))
+    return {
+        "early_stop_step": best["step"],
+        "early_stop_val_loss": best["val_loss"],
+        "early_stop_test_acc": best["test_acc"],
+        "final_test_acc": rows[-1]["test_acc"],
+        "final_val_acc": rows[-1]["val_acc"],
+        "best_test_acc": max(r["test_acc"] for r in rows),
+        "best_val_acc": max(r["val_acc"] for r in rows),
+    }
