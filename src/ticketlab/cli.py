@@ -8,7 +8,7 @@ import sys
 
 from .errors import TicketlabError
 
-COMMANDS = ["models", "count", "table1"]
+COMMANDS = ["models", "count", "table1", "data", "presets", "run", "report", "demo"]
 
 
 class OneLineParser(argparse.ArgumentParser):

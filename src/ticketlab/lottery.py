@@ -4,6 +4,8 @@ Level 0 trains the dense network. Each later level prunes the previous level's f
 to the rewind point and retrains. Every stage checks for its own output first, so running the same command again
 resumes where a killed run stopped and ends with the same numbers."""
 
+import inspect
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from .data import load_dataset
 from .errors import TicketlabError
 from .files import read_json, write_json_atomic
 from .masks import Masks, prunable_names
-from .models import build_model
+from .models import build_model, model_info
 from .pruning import PruneSpec, prune, random_like
 from .store import RunStore, is_done, load_weights, save_weights
 from .training import early_stop, make_plan, train
@@ -37,9 +39,9 @@ class Lottery:
     @classmethod
     def open(cls, cfg: Config, runs_dir: str | Path, preset: str | None = None, progress: bool = False) -> "Lottery":
         splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data)
-        model = build_model(cfg.model.name, num_classes=splits.num_classes, seed=cfg.seeds.init)
-        expected = tuple(getattr(model, "input_shape", splits.input_shape))
-        if int(torch.tensor(expected).prod()) != int(torch.tensor(splits.input_shape).prod()):
+        model = model_for(cfg.model.name, splits, cfg.seeds.init)
+        expected = tuple(model.input_shape)
+        if math.prod(expected) != math.prod(splits.input_shape):
             raise TicketlabError(
                 f"model {cfg.model.name!r} takes input {expected}, dataset {cfg.data.name!r} gives {splits.input_shape}"
             )
@@ -71,7 +73,7 @@ class Lottery:
 
     # -- weights -----------------------------------------------------------------------------------------------
     def fresh_model(self, seed: int) -> nn.Module:
-        return build_model(self.cfg.model.name, num_classes=self.splits.num_classes, seed=seed)
+        return model_for(self.cfg.model.name, self.splits, seed)
 
     def weights(self, path: Path) -> nn.Module:
         return load_weights(path, self.fresh_model(self.cfg.seeds.init))
@@ -172,6 +174,15 @@ class Lottery:
         return lottery.max_drop is not None and dense["best_val_acc"] - summary["best_val_acc"] > lottery.max_drop
 
 
+def model_for(name: str, splits, seed: int) -> nn.Module:
+    """The model sized for the data: output classes from the dataset (never a silent 10), and the input shape for
+    models that take one (the MLP)."""
+    options = {}
+    if "input_shape" in inspect.signature(model_info(name).factory).parameters:
+        options["input_shape"] = tuple(splits.input_shape)
+    return build_model(name, num_classes=splits.num_classes, seed=seed, **options)
+
+
 def prune_to_counts(model: nn.Module, reference: Masks, criterion: str, seed: int) -> Masks:
     """One round from all-ones that keeps exactly as many weights per tensor as `reference`."""
     ones = Masks.ones(model, names=list(reference))
@@ -185,4 +196,4 @@ def macs(model: nn.Module, masks: Masks, example: torch.Tensor) -> dict:
     from .counting import count
 
     counts = count(model, masks, example)
-    return {"macs_dense": counts.total.macs_dense, "macs_kept": counts.total.macs_weight_sparse}
+    return {"macs_dense": counts.macs_dense, "macs_kept": counts.macs_weight_sparse}
