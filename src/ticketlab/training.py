@@ -97,6 +97,8 @@ class MaskedUpdate:
 
     @torch.no_grad()
     def before_step(self) -> None:
+        if not self.params:
+            return
         grads = [p.grad for p in self.params if p.grad is not None]
         if len(grads) == len(self.params):
             torch._foreach_mul_(grads, self.masks)
@@ -107,7 +109,8 @@ class MaskedUpdate:
 
     @torch.no_grad()
     def after_step(self) -> None:
-        torch._foreach_mul_(self.params, self.masks)
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
 
 
 @torch.no_grad()

@@ -1,0 +1,21 @@
+"""Datasets as in-memory tensors with a validation split carved from the training data.
+
+    from ticketlab.data import load_dataset, batches
+    splits = load_dataset("mnist-mini", seed=0)          # Splits(train, val, test, num_classes, input_shape)
+    for x, y in batches(splits.train, 60, torch.Generator().manual_seed(1)):
+        ...
+
+Register your own dataset with `@DATASETS.register("name")` (see `ticketlab.data.source`).
+"""
+
+from . import bundled, cifar, idx  # noqa: F401  (importing a source module registers it)
+from .batches import Batches, batches
+from .cache import cache_dir, data_dir
+from .fetch import REMOTES, Remote, fetch
+from .source import DATASETS, Source, load_dataset
+from .splits import InMemory, Splits, stratified_holdout
+
+__all__ = [
+    "DATASETS", "Batches", "InMemory", "REMOTES", "Remote", "Source", "Splits", "batches", "cache_dir",
+    "data_dir", "fetch", "load_dataset", "stratified_holdout",
+]

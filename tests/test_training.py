@@ -1,0 +1,81 @@
+"""Masked training: pruned weights stay exactly zero whatever the optimizer; schedules; early stop; divergence."""
+
+import pytest
+import torch
+
+from ticketlab.config import TrainConfig
+from ticketlab.data import InMemory, Splits
+from ticketlab.masks import Masks
+from ticketlab.pruning import PruneSpec, prune
+from ticketlab.training import Diverged, early_stop, lr_schedule, make_plan, train
+
+from .conftest import Tiny
+
+
+def tiny_splits(seed=0, n=120):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 6, 6, generator=g)
+    y = (x.mean(dim=(1, 2, 3)) > 0).long() + (x[:, 0, 0, 0] > 0).long()
+    part = lambda a, b: InMemory(x[a:b], y[a:b])  # noqa: E731
+    return Splits(part(0, 80), part(80, 100), part(100, 120), num_classes=3, input_shape=(1, 6, 6), name="tiny")
+
+
+def pruned_tiny():
+    torch.manual_seed(0)
+    model = Tiny()
+    with torch.no_grad():  # small negative weights (pruned) and large negative ones (kept)
+        model.fc1.weight[0, :10] = -1e-4
+        model.fc1.weight[1, :10] = -5.0
+    masks = prune(model, Masks.ones(model), PruneSpec(rate=0.6, scope="global"))
+    return model, masks
+
+
+@pytest.mark.parametrize("optimizer,momentum,wd", [("sgd", 0.9, 5e-2), ("adam", 0.0, 1e-2), ("adamw", 0.0, 0.1)])
+def test_pruned_weights_stay_exactly_zero(tmp_path, optimizer, momentum, wd):
+    model, masks = pruned_tiny()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(steps="40it", optimizer=optimizer, lr=0.05, momentum=momentum, weight_decay=wd,
+                      eval_every="20it", checkpoint_every="20it")
+    splits = tiny_splits()
+    train(model, masks, splits, cfg, make_plan(cfg, 80, 16, 0), tmp_path)
+    params = dict(model.named_parameters())
+    for n, m in masks.items():
+        assert (params[n][~m] == 0).all(), n  # exactly zero, never revived
+        assert not torch.equal(params[n][m], before[n][m])  # the kept weights did train
+    assert not masks["fc1.weight"][0, :10].any() and masks["fc1.weight"][1, :10].all()  # ranked by |w|
+
+
+def test_same_seeds_same_numbers(tmp_path):
+    cfg = TrainConfig(steps="30it", eval_every="10it")
+    runs = []
+    for i in range(2):
+        model, masks = pruned_tiny()
+        rows = train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, data_seed=3), tmp_path / str(i))
+        runs.append([{k: v for k, v in r.items() if k != "wall"} for r in rows])
+    assert runs[0] == runs[1]
+
+
+def test_schedules():
+    cfg = TrainConfig(lr=1.0, schedule="step", milestones=["10it", "20it"], gamma=0.1, warmup="4it")
+    lr = lr_schedule(cfg, total=30, spe=5)
+    assert [round(lr(s), 6) for s in (0, 3, 9, 10, 25)] == [0.25, 1.0, 1.0, 0.1, 0.01]
+    cos = lr_schedule(TrainConfig(lr=2.0, schedule="cosine"), total=10, spe=5)
+    assert cos(0) == 2.0 and cos(5) == pytest.approx(1.0) and cos(10) == pytest.approx(0.0, abs=1e-12)
+    assert make_plan(TrainConfig(steps="3ep"), n_train=100, batch_size=30, data_seed=0).total == 12
+
+
+def test_early_stop_statistic():
+    rows = [{"step": 0, "val_loss": 2.0, "test_acc": 0.1, "val_acc": 0.1},
+            {"step": 10, "val_loss": 0.5, "test_acc": 0.8, "val_acc": 0.8},
+            {"step": 20, "val_loss": 0.7, "test_acc": 0.85, "val_acc": 0.82}]
+    stats = early_stop(rows)
+    assert (stats["early_stop_step"], stats["early_stop_test_acc"]) == (10, 0.8)
+    assert (stats["final_test_acc"], stats["best_test_acc"]) == (0.85, 0.85)
+
+
+def test_divergence_stops_with_clear_message_and_keeps_metrics(tmp_path):
+    model, masks = pruned_tiny()
+    cfg = TrainConfig(steps="50it", optimizer="sgd", lr=1e6, eval_every="1it")
+    with pytest.raises(Diverged, match="loss became (nan|inf)"):
+        train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") >= 1
