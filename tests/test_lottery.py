@@ -161,7 +161,8 @@ def test_rewind_beyond_training_is_refused(tmp_path):
 
 
 def test_cli_bad_inputs(tmp_path):
-    assert_user_error(run_cli("run", "lenet300-mnist-minii", "--runs-dir", tmp_path), "did you mean 'lenet300-mnist-mini'")
+    assert_user_error(run_cli("run", "lenet300-mnist-minii", "--runs-dir", tmp_path),
+                      "did you mean 'lenet300-mnist-mini'")
     assert_user_error(run_cli("run", "mlp-digits", "--set", "train.lrr=1", "--runs-dir", tmp_path), "did you mean 'lr'")
     assert_user_error(run_cli("run", "mlp-digits", "--set", "model.name=lenet3000", "--runs-dir", tmp_path),
                       "lenet3000")

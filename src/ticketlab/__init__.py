@@ -1,1 +1,18 @@
-"""ticketlab."""
+"""ticketlab: magnitude pruning and lottery tickets for PyTorch.
+
+    from ticketlab import Masks, PruneSpec, prune, count, build_model, load_dataset
+"""
+
+from .counting import count
+from .data import load_dataset
+from .errors import TicketlabError
+from .masks import Masks, describe_density, prunable_names
+from .models import MODELS, build_model
+from .pruning import PruneSpec, density_after_rounds, kept_after_rounds, prune, random_like, rounds_to_reach
+
+__all__ = [
+    "MODELS", "Masks", "PruneSpec", "TicketlabError", "build_model", "count", "density_after_rounds",
+    "describe_density", "kept_after_rounds", "load_dataset", "prunable_names", "prune", "random_like",
+    "rounds_to_reach",
+]
+__version__ = "0.1.0"

@@ -8,7 +8,7 @@ import sys
 
 from .errors import TicketlabError
 
-COMMANDS = ["models", "count", "table1", "data", "presets", "run", "report", "demo"]
+COMMANDS = ["models", "count", "table1", "data", "presets", "run", "report", "demo", "theory"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,16 +23,19 @@ def quiet_default() -> bool:
     return bool(os.environ.get("CI"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(names: list[str] = COMMANDS) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="ticketlab", description="Magnitude pruning and lottery tickets for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for name in COMMANDS:
+    for name in names:
         importlib.import_module(f"ticketlab.commands.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Import only the command being run (fast start); all of them for the top-level help or a bad name.
+    first = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser([first] if first in COMMANDS else COMMANDS).parse_args(argv)
     try:
         return args.run(args) or 0
     except TicketlabError as e:
@@ -41,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ticketlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ticketlab report runs | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
