@@ -5,7 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from ticketlab.masks import Masks
+from ticketlab.models import build_model
 from ticketlab.table1 import format_table1
 
 
@@ -69,12 +72,18 @@ def test_quoted_only_rows_without_trained_weights_have_no_activation_figure(resu
                                              "params_after": "6.7M", "param_reduction": "9x", "mac_reduction": "3x"}
 
 
-def test_cli_count():
+def test_cli_count(tmp_path):
     out = cli("count", "lenet300")
     assert out.returncode == 0, out.stderr
     assert "fc1" in out.stdout and "266,200 prunable" in out.stdout
     pruned = json.loads(cli("count", "lenet300", "--density-table", "lenet300", "--json").stdout)
     assert pruned["total"]["prunable_kept"] == round(0.08 * 235_200) + round(0.09 * 30_000) + round(0.26 * 1_000)
+    masks = Masks.ones(build_model("lenet300"))
+    masks = Masks({**masks, "fc2.weight": torch.arange(30_000).reshape(100, 300) < 3_000})  # keep 10% of fc2
+    masks.save(tmp_path / "m.safetensors")
+    data = json.loads(cli("count", "lenet300", "--masks", str(tmp_path / "m.safetensors"), "--json").stdout)
+    fc2 = next(r for r in data["layers"] if r["name"] == "fc2")
+    assert fc2["prunable_kept"] == 3_000 and fc2["macs_weight_sparse"] == 3_000 and fc2["macs_dense"] == 30_000
 
 
 @pytest.mark.parametrize("args", [

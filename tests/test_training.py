@@ -5,6 +5,7 @@ import torch
 
 from ticketlab.config import TrainConfig
 from ticketlab.data import InMemory, Splits
+from ticketlab.errors import TicketlabError
 from ticketlab.masks import Masks
 from ticketlab.pruning import PruneSpec, prune
 from ticketlab.training import Diverged, early_stop, lr_schedule, make_plan, train
@@ -79,3 +80,34 @@ def test_divergence_stops_with_clear_message_and_keeps_metrics(tmp_path):
     with pytest.raises(Diverged, match="loss became (nan|inf)"):
         train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path)
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") >= 1
+
+
+def test_cifar_augmentation_is_a_seeded_crop_and_flip():
+    from ticketlab.data.augment import crop_and_flip
+
+    x = torch.randn(64, 3, 32, 32)
+    a = crop_and_flip(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, crop_and_flip(x, torch.Generator().manual_seed(1)))
+    assert a.shape == x.shape and not torch.equal(a, x)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(8):  # every output is some 32x32 window of the padded image, flipped or not
+        windows = padded[i].unfold(1, 32, 1).unfold(2, 32, 1).permute(1, 2, 0, 3, 4)  # (9, 9, C, 32, 32)
+        hits = (windows == a[i]).all(dim=(2, 3, 4)).any() | (windows == a[i].flip(2)).all(dim=(2, 3, 4)).any()
+        assert hits
+
+
+def test_absent_device_and_fp16_on_cpu_are_refused(tmp_path):
+    model, masks = pruned_tiny()
+    for settings, match in [({"device": "cuda:7"}, "is absent"), ({"precision": "fp16"}, "needs a CUDA device")]:
+        cfg = TrainConfig(steps="2it", **settings)
+        with pytest.raises(TicketlabError, match=match):
+            train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path)
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
+    model, masks = pruned_tiny()
+    cfg = TrainConfig(steps="10it", precision="bf16", channels_last=True, eval_every="10it")
+    rows = train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path)
+    assert rows[-1]["step"] == 10 and all(torch.isfinite(torch.tensor(r["val_loss"])) for r in rows)
+    params = dict(model.named_parameters())
+    assert all((params[n][~m] == 0).all() for n, m in masks.items())

@@ -41,6 +41,7 @@ class DataConfig:
     name: str = _help("registered dataset name (`ticketlab data list`)", "mnist-mini")
     root: str | None = _help("directory holding the dataset files (datasets read from disk)", None)
     batch_size: int = _help("training batch size", 60)
+    augment: str = _help("training-batch augmentation: none | cifar (random crop, pad 4, and flip)", "none")
 
 
 @dataclass
@@ -56,6 +57,10 @@ class TrainConfig:
     warmup: str = _help("linear warmup length ('0it' = none)", "0it")
     eval_every: str = _help("evaluate on validation and test sets every ...", "1ep")
     checkpoint_every: str = _help("write a resumable checkpoint every ...", "1ep")
+    device: str = _help("auto (cuda when present, else cpu) | cpu | cuda | cuda:N | mps", "auto")
+    precision: str = _help("fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling, CUDA only)", "fp32")
+    channels_last: bool = _help("convnets: NHWC memory format (faster on GPUs with tensor cores)", False)
+    compile: bool = _help("torch.compile the model (opt-in; first steps are slow)", False)
 
 
 @dataclass
@@ -118,10 +123,12 @@ class Config:
 
 # Where the data lives and how often checkpoints are written do not change results: same run, same hash.
 NOT_HASHED = {("data", "root"), ("train", "checkpoint_every")}
+# Device, precision and the speed options stay in the hash: other kernels can give other numbers.
 SECTIONS = {f.name: f.type for f in fields(Config)}
 ALLOWED = {
     ("train", "optimizer"): ("sgd", "adam", "adamw"),
     ("train", "schedule"): ("constant", "step", "cosine"),
+    ("train", "precision"): ("fp32", "bf16", "fp16"),
     ("prune", "criterion"): ("magnitude", "random", "neuron"),
     ("prune", "scope"): ("layer", "global"),
 }
@@ -136,6 +143,8 @@ def _coerce(value: Any, kind, where: str):
             return None
         kind = next(a for a in args if a is not type(None))
         origin, args = get_origin(kind), get_args(kind)
+    if kind is bool and isinstance(value, bool):
+        return value
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if kind in (int, str) and isinstance(value, kind) and not isinstance(value, bool):
@@ -176,6 +185,9 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
             raise unknown(f"{section}.{key}", value, allowed)
+    from .data.augment import AUGMENTATIONS
+
+    AUGMENTATIONS.get(cfg.data.augment)
     for b in cfg.lottery.baselines:
         if b not in BASELINES:
             raise unknown("baseline", b, BASELINES)

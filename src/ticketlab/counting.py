@@ -254,7 +254,10 @@ def _einsum_macs(equation: str, operands) -> int:
 
 
 def _product_macs(name: str, args, out) -> int | None:
-    """MACs of an activation x activation product, or None when it is not one we count."""
+    """MACs of an activation x activation product, or None when it is not one we count (or it was called with
+    keyword tensors, which these hooks do not parse)."""
+    if len(args) < (3 if name in ("baddbmm", "addmm", "scaled_dot_product_attention") else 2):
+        return None
     if name == "einsum":
         operands = args[1:] if len(args) > 2 else list(args[1])
         return _einsum_macs(args[0], operands) if len(operands) == 2 else None
@@ -664,7 +667,7 @@ def _check_layers(model: nn.Module, layers) -> None:
                                  f"does not have; model layers: {', '.join(known)}")
 
 
-def masks_from_density_table(model: nn.Module, table: dict, criterion: str = "magnitude", seed: int = 0) -> Masks:
+def masks_from_density_table(model: nn.Module, table: dict, seed: int = 0, criterion: str = "magnitude") -> Masks:
     """Masks keeping exactly round_half_up(density x numel) weights of each table layer; other weights are kept.
 
     `table`: {layer: LayerDensity or weight density}. Which weights are kept: the largest |w| of the model's

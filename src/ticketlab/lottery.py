@@ -15,13 +15,14 @@ from torch import nn
 
 from .config import Config, parse_duration
 from .data import load_dataset
+from .data.augment import AUGMENTATIONS
 from .errors import TicketlabError
 from .files import read_json, write_json_atomic
 from .masks import Masks, prunable_names
 from .models import build_model, model_info
 from .pruning import PruneSpec, prune, random_like
 from .store import RunStore, is_done, load_weights, save_weights
-from .training import early_stop, make_plan, train
+from .training import early_stop, make_plan, resolve_device, train
 
 REINIT_SEED_OFFSET = 7919  # fresh initialisations for the random-reinit baseline: init seed + offset * level
 
@@ -38,6 +39,7 @@ class Lottery:
 
     @classmethod
     def open(cls, cfg: Config, runs_dir: str | Path, preset: str | None = None, progress: bool = False) -> "Lottery":
+        resolve_device(cfg.train.device)  # an absent device is refused before anything is written
         splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data)
         model = model_for(cfg.model.name, splits, cfg.seeds.init)
         expected = tuple(model.input_shape)
@@ -100,8 +102,9 @@ class Lottery:
         masks.save(stage / "masks.safetensors")
         started = time.perf_counter()
         rows = train(model, masks, self.splits, self.cfg.train, plan, stage, snapshot=snapshot,
-                     progress=self.progress, desc=f"level {level} {kind}")
-        save_weights(stage / "final.safetensors", model)
+                     augment=AUGMENTATIONS.get(self.cfg.data.augment), progress=self.progress,
+                     desc=f"level {level} {kind}")
+        save_weights(stage / "final.safetensors", model.cpu())
         (stage / "checkpoint.safetensors").unlink(missing_ok=True)
         summary = {"level": level, "kind": kind, "status": "done", "steps": plan.total - plan.start,
                    "wall": time.perf_counter() - started, **early_stop(rows), **self.counts(model, masks)}

@@ -4,6 +4,7 @@ Gradients of pruned weights are zeroed before the optimizer step and the mask is
 weight decay and Adam's moments cannot revive them. The data order and the learning rate are pure functions of the
 step, so a stage resumed from a checkpoint continues exactly where it stopped."""
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -69,6 +70,31 @@ def lr_schedule(cfg: TrainConfig, total: int, spe: int) -> Callable[[int], float
         return cfg.lr * factor
 
     return lr
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when present, else CPU; a device that is absent is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TicketlabError(f"train.device {name!r} is not a device; allowed: auto, cpu, cuda, cuda:N, mps") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        count = torch.cuda.device_count()
+        raise TicketlabError(f"train.device {name!r} is absent: this machine has {count} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TicketlabError(f"train.device {name!r} is absent on this machine")
+    return device
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    """The autocast context of `train.precision` (a no-op for fp32)."""
+    if cfg.precision == "fp32":
+        return contextlib.nullcontext()
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise TicketlabError(f"train.precision fp16 needs a CUDA device, got {device.type}; use bf16 or fp32")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -138,15 +164,19 @@ def train(
     stage: Path,
     *,
     snapshot: tuple[int, Callable[[nn.Module], None]] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     progress: bool = False,
     desc: str = "",
 ) -> list[dict]:
     """Train `model` under `masks` from plan.start to plan.total, writing metrics and checkpoints into `stage`.
 
     Resumes from `stage/checkpoint.safetensors` when present. `snapshot=(k, fn)` calls fn(model) right after step k
-    (used to save the late-rewinding point θk). Returns the metric rows (docs/run-directory.md)."""
+    (used to save the late-rewinding point θk); `augment(batch, generator)` transforms each training batch with a
+    generator seeded by the step. Returns the metric rows (docs/run-directory.md)."""
     stage.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
+    device = resolve_device(cfg.device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    model.to(device=device, memory_format=memory_format)
     masks.apply(model)
     update = MaskedUpdate(model, masks)
     optimizer = make_optimizer(model.parameters(), cfg)
@@ -159,6 +189,8 @@ def train(
     write_metrics(metrics_path, rows)
     started = time.perf_counter() - wall0
     x_train, y_train = splits.train.x, splits.train.y
+    forward = torch.compile(model) if cfg.compile else model
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def log(step: int) -> None:
         nonlocal loss_sum, loss_count
@@ -181,16 +213,23 @@ def train(
     while step < plan.total:
         idx = batch_indices(step, len(x_train), plan)
         xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        if augment is not None:
+            xb = augment(xb, torch.Generator().manual_seed(plan.data_seed * 1_000_003 + step + 1))
+        if cfg.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         for group in optimizer.param_groups:
             group["lr"] = plan.lr(step)
-        loss = F.cross_entropy(model(xb), yb)
+        with autocast(cfg, device):
+            loss = F.cross_entropy(forward(xb), yb)
         if not torch.isfinite(loss):
             raise Diverged(f"loss became {loss.item()} at step {step} ({desc or stage.name}); "
                            f"lower train.lr or check the data; results so far are kept in {stage}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         update.before_step()
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         update.after_step()
         loss_sum, loss_count, step = loss_sum + loss.item(), loss_count + 1, step + 1
         bar.update(1)
