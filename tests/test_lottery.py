@@ -206,3 +206,11 @@ def test_kill_9_at_random_moments_then_resume_gives_identical_results(tmp_path):
         seconds = 2.0 + 6.0 * torch.rand(1, generator=rng).item()
         run_dir = killed_then_resumed(tmp_path / f"kill{i}", seconds)
         assert comparable(run_dir) == expected, f"differs after kill at {seconds:.1f}s"
+
+
+def test_rate_of_original_weights(tmp_path):
+    lottery = Lottery.open(fast_config("prune.rate=0.1", "prune.rate_of=original", "prune.rates={}",
+                                       "lottery.levels=3", "lottery.baselines=[]", "train.steps=20it"), tmp_path)
+    lottery.run()
+    densities = [Masks.load(lottery.store.level(i) / "masks.safetensors").density() for i in range(4)]
+    assert densities == pytest.approx([1.0, 0.9, 0.8, 0.7], abs=2e-4)

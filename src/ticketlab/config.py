@@ -34,6 +34,7 @@ def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
 @dataclass
 class ModelConfig:
     name: str = _help("registered model name (`ticketlab models`)", "lenet300")
+    path: str | None = _help("directory of pretrained weights for models that load them (Hugging Face format)", None)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DataConfig:
     name: str = _help("registered dataset name (`ticketlab data list`)", "mnist-mini")
     root: str | None = _help("directory holding the dataset files (datasets read from disk)", None)
     batch_size: int = _help("training batch size", 60)
+    tokenizer: str | None = _help("text datasets: tokenizer directory (default: model.path)", None)
     augment: str = _help("training-batch augmentation: none | cifar (random crop, pad 4, and flip)", "none")
 
 
@@ -68,6 +70,8 @@ class PruneConfig:
     criterion: str = _help("magnitude | random | neuron", "magnitude")
     scope: str = _help("layer (each tensor loses `rate`) | global (one threshold)", "layer")
     rate: float = _help("fraction of the remaining weights removed per level, in [0, 1)", 0.2)
+    rate_of: str = _help("remaining (IMP's usual rule) | original (remove `rate` of the original count per level, "
+                         "as BERT tickets do)", "remaining")
     rates: dict[str, float] = _help("per-tensor rate overrides: {name or glob: rate}", factory=dict)
     exclude: list[str] = _help("tensors never pruned (names or globs)", factory=list)
 
@@ -131,6 +135,7 @@ ALLOWED = {
     ("train", "precision"): ("fp32", "bf16", "fp16"),
     ("prune", "criterion"): ("magnitude", "random", "neuron"),
     ("prune", "scope"): ("layer", "global"),
+    ("prune", "rate_of"): ("remaining", "original"),
 }
 BASELINES = ("random_pruning", "random_reinit", "oneshot")
 

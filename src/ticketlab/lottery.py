@@ -40,8 +40,8 @@ class Lottery:
     @classmethod
     def open(cls, cfg: Config, runs_dir: str | Path, preset: str | None = None, progress: bool = False) -> "Lottery":
         resolve_device(cfg.train.device)  # an absent device is refused before anything is written
-        splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data)
-        model = model_for(cfg.model.name, splits, cfg.seeds.init)
+        splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data, **dataset_options(cfg))
+        model = model_for(cfg, splits, cfg.seeds.init)
         expected = tuple(model.input_shape)
         if math.prod(expected) != math.prod(splits.input_shape):
             raise TicketlabError(
@@ -70,12 +70,14 @@ class Lottery:
 
     def spec(self, level: int) -> PruneSpec:
         p = self.cfg.prune
-        seed = self.cfg.seeds.prune + level
-        return PruneSpec(p.criterion, p.scope, p.rate, dict(p.rates), tuple(p.exclude), seed=seed)
+        rate, rates = p.rate, dict(p.rates)
+        if p.rate_of == "original":  # remove `rate` of the original count: of the remaining 1 - rate*(level-1)
+            rate, rates = of_remaining(rate, level), {k: of_remaining(r, level) for k, r in rates.items()}
+        return PruneSpec(p.criterion, p.scope, rate, rates, tuple(p.exclude), seed=self.cfg.seeds.prune + level)
 
     # -- weights -----------------------------------------------------------------------------------------------
     def fresh_model(self, seed: int) -> nn.Module:
-        return model_for(self.cfg.model.name, self.splits, seed)
+        return model_for(self.cfg, self.splits, seed)
 
     def weights(self, path: Path) -> nn.Module:
         return load_weights(path, self.fresh_model(self.cfg.seeds.init))
@@ -177,13 +179,31 @@ class Lottery:
         return lottery.max_drop is not None and dense["best_val_acc"] - summary["best_val_acc"] > lottery.max_drop
 
 
-def model_for(name: str, splits, seed: int) -> nn.Module:
-    """The model sized for the data: output classes from the dataset (never a silent 10), and the input shape for
-    models that take one (the MLP)."""
-    options = {}
-    if "input_shape" in inspect.signature(model_info(name).factory).parameters:
-        options["input_shape"] = tuple(splits.input_shape)
-    return build_model(name, num_classes=splits.num_classes, seed=seed, **options)
+def model_for(cfg: Config, splits, seed: int) -> nn.Module:
+    """The model sized for the data: output classes from the dataset (never a silent 10); the input shape, the
+    dataset's model options (e.g. its graph) and `model.path` for factories that take a parameter of that name."""
+    offered = {"input_shape": tuple(splits.input_shape), "path": cfg.model.path, **splits.model_options}
+    accepted = inspect.signature(model_info(cfg.model.name).factory).parameters
+    options = {k: v for k, v in offered.items() if k in accepted and v is not None}
+    return build_model(cfg.model.name, num_classes=splits.num_classes, seed=seed, **options)
+
+
+def dataset_options(cfg: Config) -> dict:
+    """Options for dataset sources that take them: the tokenizer directory of text datasets."""
+    from .data import DATASETS
+
+    tokenizer = cfg.data.tokenizer or cfg.model.path
+    accepted = inspect.signature(DATASETS.get(cfg.data.name)).parameters
+    return {"tokenizer": tokenizer} if tokenizer and "tokenizer" in accepted else {}
+
+
+def of_remaining(rate_of_original: float, level: int) -> float:
+    """The rate of the remaining weights that removes `rate_of_original` of the original ones at `level`."""
+    remaining = 1.0 - rate_of_original * (level - 1)
+    if remaining <= rate_of_original:
+        raise TicketlabError(f"prune.rate {rate_of_original} of the original weights leaves nothing to prune at level "
+                             f"{level}; lower lottery.levels to at most {int(1 / rate_of_original) - 1}")
+    return rate_of_original / remaining
 
 
 def prune_to_counts(model: nn.Module, reference: Masks, criterion: str, seed: int) -> Masks:

@@ -12,7 +12,7 @@ A source is a function `(root: Path) -> Source` registered with one decorator:
 `load_dataset("my-data")` then carves the validation split from `train` like for every built-in dataset.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,16 +33,20 @@ class Source:
     test: InMemory
     num_classes: int
     val_size: int  # default number of training samples held out for validation
+    # Passed to model factories that take a parameter of the same name (e.g. the graph of a node-level task).
+    model_options: dict = field(default_factory=dict)
 
 
-def load_dataset(name: str, root: str | Path | None = None, val_size: int | None = None, seed: int = 0) -> Splits:
+def load_dataset(name: str, root: str | Path | None = None, val_size: int | None = None, seed: int = 0,
+                 **options) -> Splits:
     """Load dataset `name` and hold out `val_size` training samples (default: the dataset's) as validation.
 
     `root` is the directory of user-supplied files (MNIST, Fashion-MNIST, CIFAR-10; default $TICKETLAB_DATA
     or ~/.cache/ticketlab/datasets); bundled datasets ignore it. `seed` picks which training samples form
-    the validation split (stratified by class); the test split never depends on it.
+    the validation split (stratified by class); the test split never depends on it. `options` go to the source
+    function (e.g. `tokenizer=DIR` for text datasets).
     """
-    source = DATASETS.get(name)(Path(root).expanduser() if root is not None else data_dir())
+    source = DATASETS.get(name)(Path(root).expanduser() if root is not None else data_dir(), **options)
     check_source(name, source)
     val_size = source.val_size if val_size is None else val_size
     n = len(source.train)
@@ -58,6 +62,7 @@ def load_dataset(name: str, root: str | Path | None = None, val_size: int | None
         num_classes=source.num_classes,
         input_shape=tuple(source.train.x.shape[1:]),
         name=name,
+        model_options=source.model_options,
     )
 
 
@@ -65,8 +70,9 @@ def check_source(name: str, source: Source) -> None:
     """A registered function that returns the wrong dtypes is a programming error: fail loudly here."""
     for split in ("train", "test"):
         data = getattr(source, split)
-        if data.x.dtype != torch.float32 or data.y.dtype != torch.int64:
-            raise TypeError(f"dataset {name!r} {split}: want x float32 and y int64, got {data.x.dtype}, "
+        # int64 x holds indices: token ids of text, node ids of a graph.
+        if data.x.dtype not in (torch.float32, torch.int64) or data.y.dtype != torch.int64:
+            raise TypeError(f"dataset {name!r} {split}: want x float32 or int64 and y int64, got {data.x.dtype}, "
                             f"{data.y.dtype}")
         if len(data) and not 0 <= int(data.y.min()) <= int(data.y.max()) < source.num_classes:
             raise ValueError(f"dataset {name!r} {split}: labels outside 0..{source.num_classes - 1}")

@@ -4,7 +4,7 @@ Every dataset here fits in memory as two tensors, so a batch is one fancy-index 
 DataLoader, no worker process and no per-sample Python call on the training path.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -51,6 +51,7 @@ class Splits:
     num_classes: int
     input_shape: tuple[int, ...]
     name: str
+    model_options: dict = field(default_factory=dict)  # see Source.model_options
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
