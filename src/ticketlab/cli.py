@@ -8,7 +8,9 @@ import sys
 
 from .errors import TicketlabError
 
-COMMANDS = ["models", "count", "table1", "data", "presets", "run", "report", "demo", "theory"]
+COMMANDS = [
+    "models", "count", "table1", "table2", "data", "presets", "run", "report", "demo", "theory", "export", "bench",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
