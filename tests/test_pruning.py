@@ -160,3 +160,36 @@ def test_bad_target_density_is_rejected(bad):
 def test_unknown_criterion_suggests():
     with pytest.raises(TicketlabError, match="did you mean 'magnitude'"):
         PruneSpec(criterion="magnitud")
+
+
+def reference_global_prune(model, masks, rate):
+    """Sort-based reference: stable sort alive weights by |w| (position breaks ties), drop the first k."""
+    names = list(masks)
+    params = dict(model.named_parameters())
+    scores = torch.cat([params[n].detach().abs().reshape(-1) for n in names])
+    alive = torch.cat([masks[n].reshape(-1) for n in names])
+    k = round_half_up(rate * int(alive.sum()))
+    order = torch.sort(scores.masked_fill(~alive, float("inf")), stable=True).indices
+    keep = alive.clone()
+    keep[order[:k]] = False
+    out, start = {}, 0
+    for n in names:
+        out[n] = keep[start : start + masks[n].numel()].reshape(masks[n].shape)
+        start += masks[n].numel()
+    return Masks(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, rates, st.integers(0, 2**16), st.sampled_from([None, [-1.0, -0.5, 0.0, 0.5, 1.0]]),
+       st.sampled_from([3, 7, 1 << 24]))
+def test_radix_threshold_equals_sort_reference(shapes, rate, seed, values, slice_size):
+    import ticketlab.pruning as pruning
+
+    model = mlp_with(shapes, seed, values)
+    masks = random_masks(model, seed)
+    old, pruning.SLICE = pruning.SLICE, slice_size  # small slices exercise the slice boundaries
+    try:
+        ours = prune(model, masks, PruneSpec(rate=rate, scope="global"))
+    finally:
+        pruning.SLICE = old
+    assert ours == reference_global_prune(model, masks, rate)

@@ -88,18 +88,22 @@ def prune(model: nn.Module, masks: Masks, spec: PruneSpec) -> Masks:
     return Masks(new)
 
 
+SLICE = 1 << 24  # elements per pass step: bounds the temporary memory of threshold finding
+
+
 def _unit_scores(weight: torch.Tensor, mask: torch.Tensor, criterion: str, generator: torch.Generator):
     """Flat (scores, alive) over the units a criterion removes: single weights, or whole rows for `neuron`.
 
-    Larger score = more worth keeping. A neuron (row of the weight: output unit or conv filter) is alive while any
-    of its weights is kept; its score is the L2 norm of its kept incoming weights."""
+    A unit's worth is |score| (for `magnitude` the score is the weight itself, no copy). A neuron (row of the
+    weight: output unit or conv filter) is alive while any of its weights is kept; its score is the L2 norm of its
+    kept incoming weights."""
     mask = mask.to(weight.device)
     if criterion == "neuron":
         rows = (weight.detach() * mask).reshape(weight.shape[0], -1).float()
         return rows.norm(dim=1), mask.reshape(weight.shape[0], -1).any(dim=1)
     if criterion == "random":
         return torch.rand(weight.numel(), generator=generator).to(weight.device), mask.reshape(-1)
-    return weight.detach().reshape(-1).abs().float(), mask.reshape(-1)
+    return weight.detach().reshape(-1), mask.reshape(-1)
 
 
 def _prune_pool(
@@ -115,35 +119,56 @@ def _prune_pool(
     return {n: keep[n].reshape(masks[n].shape).to(masks[n].device) for n in keep}
 
 
-def _keep_units(scores: dict[str, torch.Tensor], alive: dict[str, torch.Tensor], rate: float) -> dict:
-    """Alive units minus the k lowest-scoring ones (ties to the lower position), k = round_half_up(rate * alive).
+def _keys(scores: torch.Tensor) -> torch.Tensor:
+    """|score| as int32 keys in the same order: non-negative IEEE-754 floats sort like their bit patterns."""
+    return scores.float().view(torch.int32) & 0x7FFFFFFF
 
-    `kthvalue` finds the threshold without a full sort. Scores of dead units are set to -inf in one flat buffer, so
-    the k-th alive unit is the (dead + k)-th smallest entry; peak extra memory is that buffer and kthvalue's copy."""
+
+def _slices(scores: dict[str, torch.Tensor], alive: dict[str, torch.Tensor]):
+    for n, s in scores.items():
+        for start in range(0, s.numel(), SLICE):
+            yield n, start, _keys(s[start : start + SLICE]), alive[n][start : start + SLICE]
+
+
+def _kth_key(scores, alive, k: int) -> tuple[int, int]:
+    """The k-th smallest key among alive units, and how many alive keys are strictly smaller.
+
+    Radix select in two counting passes (high 15 bits, then low 16 bits of the key) instead of a sort or
+    kthvalue: linear time, and no copy of the scores beyond one slice at a time."""
+
+    def bin_of(counts: torch.Tensor, k: int) -> tuple[int, int]:
+        cum = counts.cumsum(0)
+        b = int(torch.searchsorted(cum, torch.tensor([k], device=cum.device)))
+        return b, int(cum[b - 1]) if b else 0
+
+    device = next(iter(scores.values())).device
+    high = torch.zeros(1 << 15, dtype=torch.int64, device=device)
+    for _, _, key, a in _slices(scores, alive):
+        high += torch.bincount((key >> 16)[a], minlength=1 << 15)
+    hi, below = bin_of(high, k)
+    low = torch.zeros(1 << 16, dtype=torch.int64, device=device)
+    for _, _, key, a in _slices(scores, alive):
+        low += torch.bincount((key & 0xFFFF)[a & ((key >> 16) == hi)], minlength=1 << 16)
+    lo, below_in_bin = bin_of(low, k - below)
+    return (hi << 16) | lo, below + below_in_bin
+
+
+def _keep_units(scores: dict[str, torch.Tensor], alive: dict[str, torch.Tensor], rate: float) -> dict:
+    """Alive units minus the k lowest-scoring ones (ties to the lower position), k = round_half_up(rate * alive)."""
     n_alive = sum(int(a.sum()) for a in alive.values())
     k = round_half_up(rate * n_alive)
     if k == 0:
         return {n: a.clone() for n, a in alive.items()}
-    flat = torch.empty(sum(s.numel() for s in scores.values()), dtype=torch.float32)
-    start = 0
-    for n, s in scores.items():
-        chunk = flat[start : start + s.numel()]
-        chunk.copy_(s)
-        chunk.masked_fill_(~alive[n].cpu(), float("-inf"))
-        start += s.numel()
-    dead = flat.numel() - n_alive
-    threshold = flat.kthvalue(dead + k).values
-    need = k - (int((flat < threshold).sum()) - dead)  # how many of the units tied at the threshold go
-    keep, start = {}, 0
-    for n, a in alive.items():
-        chunk = flat[start : start + a.numel()]
-        kept = chunk >= threshold
+    threshold, below = _kth_key(scores, alive, k)
+    need = k - below  # how many of the units tied at the threshold go, in position order
+    keep = {n: torch.empty_like(a) for n, a in alive.items()}
+    for n, start, key, a in _slices(scores, alive):
+        kept = a & (key >= threshold)
         if need > 0:
-            ties = torch.nonzero(chunk == threshold).squeeze(1)[:need]
+            ties = torch.nonzero(a & (key == threshold)).squeeze(1)[:need]
             kept[ties] = False
             need -= ties.numel()
-        keep[n] = kept
-        start += a.numel()
+        keep[n][start : start + key.numel()] = kept
     return keep
 
 
