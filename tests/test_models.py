@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from ticketlab.counting import example_input_for
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import prunable_names
 from ticketlab.models import MODELS, build_model, model_info
 
-BIG = {"alexnet", "vgg16"}  # > 60M parameters: shape propagation on the meta device only
+BIG = {"alexnet", "vgg16", "hf"}  # > 60M parameters: shape propagation on the meta device only
 
 
 def counts(model: nn.Module) -> tuple[int, int]:
@@ -74,14 +75,14 @@ def test_han_per_layer_weight_counts():
 def test_every_model_has_input_shape_and_respects_num_classes(name):
     model = build_model(name, num_classes=7, device="meta")
     assert model.input_shape == model_info(name).input_shape
-    assert model(torch.empty(1, *model.input_shape, device="meta")).shape == (1, 7)
+    assert model(example_input_for(model, batch=1)).shape == (1, 7)
 
 
 @pytest.mark.parametrize("name", sorted(set(MODELS.names()) - BIG))
 def test_forward_on_a_real_batch(name):
-    batch = 1 if model_info(name).input_shape[-1] >= 224 else 3
+    batch = 1 if model_info(name).input_shape[-1:] >= (224,) else 3
     model = build_model(name, num_classes=5).eval()
-    x = torch.randn(batch, *model.input_shape, generator=torch.Generator().manual_seed(0))
+    x = example_input_for(model, batch=batch)
     with torch.no_grad():
         y = model(x)
     assert y.shape == (batch, 5) and torch.isfinite(y).all()

@@ -53,7 +53,7 @@ class TrainConfig:
     lr: float = _help("peak learning rate", 1.2e-3)
     momentum: float = _help("SGD momentum", 0.0)
     weight_decay: float = _help("weight decay (pruned weights stay zero regardless)", 0.0)
-    schedule: str = _help("constant | step | cosine", "constant")
+    schedule: str = _help("constant | step | linear (to zero) | cosine (to zero)", "constant")
     milestones: list[str] = _help("step schedule: when to multiply the lr by gamma ('20000it', '80ep')", factory=list)
     gamma: float = _help("step schedule factor", 0.1)
     warmup: str = _help("linear warmup length ('0it' = none)", "0it")
@@ -63,6 +63,8 @@ class TrainConfig:
     precision: str = _help("fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling, CUDA only)", "fp32")
     channels_last: bool = _help("convnets: NHWC memory format (faster on GPUs with tensor cores)", False)
     compile: bool = _help("torch.compile the model (opt-in; first steps are slow)", False)
+    batch_tickets: int = _help("train up to this many ready stages (seeds, baselines) of one architecture as one "
+                               "batched model; 1 = one at a time (MLPs and plain convnets; fp32)", 16)
 
 
 @dataclass
@@ -126,12 +128,15 @@ class Config:
 
 
 # Where the data lives and how often checkpoints are written do not change results: same run, same hash.
-NOT_HASHED = {("data", "root"), ("train", "checkpoint_every")}
+# Batching tickets changes only the summation order inside matmuls (results equal within float rounding, like another
+# thread count), and which stages batch together depends on the command (its seeds), not on one run's settings, so
+# hashing it would not pin the bits either; each stage records how many copies it trained with (summary "batched").
+NOT_HASHED = {("data", "root"), ("train", "checkpoint_every"), ("train", "batch_tickets")}
 # Device, precision and the speed options stay in the hash: other kernels can give other numbers.
 SECTIONS = {f.name: f.type for f in fields(Config)}
 ALLOWED = {
     ("train", "optimizer"): ("sgd", "adam", "adamw"),
-    ("train", "schedule"): ("constant", "step", "cosine"),
+    ("train", "schedule"): ("constant", "step", "linear", "cosine"),
     ("train", "precision"): ("fp32", "bf16", "fp16"),
     ("prune", "criterion"): ("magnitude", "random", "neuron"),
     ("prune", "scope"): ("layer", "global"),
@@ -152,6 +157,11 @@ def _coerce(value: Any, kind, where: str):
         return value
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if kind in (int, str) and isinstance(value, kind) and not isinstance(value, bool):
         return value
     if origin is list and isinstance(value, list):
@@ -205,6 +215,8 @@ def validate(cfg: Config) -> None:
         raise TicketlabError(f"lottery.levels must be >= 0, got {cfg.lottery.levels}")
     if cfg.data.batch_size < 1:
         raise TicketlabError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if cfg.train.batch_tickets < 1:
+        raise TicketlabError(f"train.batch_tickets must be >= 1 (1 = no batching), got {cfg.train.batch_tickets}")
     if cfg.train.lr <= 0:
         raise TicketlabError(f"train.lr must be > 0, got {cfg.train.lr}")
     for key in ("steps", "warmup", "eval_every", "checkpoint_every"):

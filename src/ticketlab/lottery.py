@@ -7,12 +7,13 @@ resumes where a killed run stopped and ends with the same numbers."""
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .batching import Ticket, batchable, train_batched
 from .config import Config, parse_duration
 from .data import load_dataset
 from .data.augment import AUGMENTATIONS
@@ -36,6 +37,7 @@ class Lottery:
     splits: object
     model: nn.Module
     progress: bool = False
+    _batchable: bool | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, cfg: Config, runs_dir: str | Path, preset: str | None = None, progress: bool = False) -> "Lottery":
@@ -76,40 +78,56 @@ class Lottery:
         return PruneSpec(p.criterion, p.scope, rate, rates, tuple(p.exclude), seed=self.cfg.seeds.prune + level)
 
     # -- weights -----------------------------------------------------------------------------------------------
-    def fresh_model(self, seed: int) -> nn.Module:
-        return model_for(self.cfg, self.splits, seed)
+    def fresh_model(self, seed: int, pretrained: bool = True) -> nn.Module:
+        return model_for(self.cfg, self.splits, seed, pretrained)
 
     def weights(self, path: Path) -> nn.Module:
         return load_weights(path, self.fresh_model(self.cfg.seeds.init))
 
     def start_point(self, level: int) -> tuple[nn.Module, int, object]:
         """Weights, first step and plan a level >= 1 starts from, by the rewinding mode."""
-        k = self.rewind_step()
+        k, plan = self.rewind_step(), self.stage_plan(level)
         if k is None:
-            model = self.weights(self.store.level(level - 1) / "final.safetensors")
-            plan = self.plan()
-            if self.cfg.lottery.rewind == "none":  # fine-tune at the schedule's final learning rate
-                final_lr = plan.lr(plan.total - 1)
-                plan.lr = lambda step: final_lr
-            return model, 0, plan
+            return self.weights(self.store.level(level - 1) / "final.safetensors"), 0, plan
         source = self.store.init_path if k == 0 else self.store.rewind_path
-        return self.weights(source), k, self.plan(start=k)
+        return self.weights(source), k, plan
+
+    def stage_plan(self, level: int):
+        """The plan of every stage of `level`: the full schedule at level 0; later, from the rewind step."""
+        k = self.rewind_step()
+        if level == 0 or k is not None:
+            return self.plan(start=k if level else 0)
+        plan = self.plan()
+        if self.cfg.lottery.rewind == "none":  # fine-tune at the schedule's final learning rate
+            final_lr = plan.lr(plan.total - 1)
+            plan.lr = lambda step: final_lr
+        return plan
 
     # -- stages ------------------------------------------------------------------------------------------------
     def run_stage(self, stage: Path, kind: str, level: int, model: nn.Module, masks: Masks, plan, snapshot=None):
-        """Train one stage unless its summary exists; write masks, final weights and summary (last)."""
+        """Train one stage alone unless its summary exists; write masks, final weights and summary (last)."""
         if is_done(stage):
             return read_json(stage / "summary.json")
-        stage.mkdir(parents=True, exist_ok=True)
-        masks.save(stage / "masks.safetensors")
+        self.begin_stage(stage, masks)
         started = time.perf_counter()
         rows = train(model, masks, self.splits, self.cfg.train, plan, stage, snapshot=snapshot,
                      augment=AUGMENTATIONS.get(self.cfg.data.augment), progress=self.progress,
                      desc=f"level {level} {kind}")
+        return self.finish_stage(stage, kind, level, model, masks, plan, rows, time.perf_counter() - started)
+
+    def begin_stage(self, stage: Path, masks: Masks) -> None:
+        stage.mkdir(parents=True, exist_ok=True)
+        masks.save(stage / "masks.safetensors")
+
+    def finish_stage(self, stage: Path, kind: str, level: int, model: nn.Module, masks: Masks, plan, rows: list,
+                     wall: float, batched: int = 1) -> dict:
+        """Final weights, then the summary (written last: it marks the stage done). `batched`: copies trained
+        together with this one in one batched model (ticketlab.batching), 1 when trained alone."""
         save_weights(stage / "final.safetensors", model.cpu())
-        (stage / "checkpoint.safetensors").unlink(missing_ok=True)
-        summary = {"level": level, "kind": kind, "status": "done", "steps": plan.total - plan.start,
-                   "wall": time.perf_counter() - started, **early_stop(rows), **self.counts(model, masks)}
+        for name in ("checkpoint.safetensors", "checkpoint.next.safetensors"):
+            (stage / name).unlink(missing_ok=True)
+        summary = {"level": level, "kind": kind, "status": "done", "steps": plan.total - plan.start, "wall": wall,
+                   "batched": batched, **early_stop(rows), **self.counts(model, masks)}
         write_json_atomic(stage / "summary.json", summary)
         return summary
 
@@ -135,42 +153,45 @@ class Lottery:
 
     # -- the run -----------------------------------------------------------------------------------------------
     def run(self) -> RunStore:
-        if not self.store.init_path.exists():
-            save_weights(self.store.init_path, self.model)
-        k = self.rewind_step()
-        dense = self.run_level0(k)
-        for level in range(1, self.cfg.lottery.levels + 1):
-            masks = self.level_masks(level)
-            model, _, plan = self.start_point(level)
-            summary = self.run_stage(self.store.level(level), "imp", level, model, masks, plan)
-            for name in self.cfg.lottery.baselines:
-                self.run_baseline(name, level, masks)
-            if self.should_stop(summary, dense):
-                break
-        return self.store
+        return run_lotteries([self])[0]
 
-    def run_level0(self, k: int | None) -> dict:
-        masks = self.level_masks(0)
-        model = self.weights(self.store.init_path)
-        snapshot = None
-        if k:
-            snapshot = (k, lambda m: save_weights(self.store.rewind_path, m))
-        summary = self.run_stage(self.store.level(0), "imp", 0, model, masks, self.plan(), snapshot=snapshot)
-        return summary
+    def stages(self, level: int) -> list["Stage"]:
+        """The stages of a level, done or not: IMP, then (from level 1) the baselines."""
+        kinds = ["imp", *(self.cfg.lottery.baselines if level else [])]
+        return [Stage(self, self.store.level(level) if kind == "imp" else self.store.baseline(level, kind), kind,
+                      level) for kind in kinds]
 
-    def run_baseline(self, name: str, level: int, masks: Masks) -> dict:
-        stage = self.store.baseline(level, name)
-        if is_done(stage):
-            return read_json(stage / "summary.json")
+    def prepare(self, stage: "Stage", masks: Masks) -> Ticket:
+        """Start weights, masks, plan (and the θk snapshot of level 0) of a stage; `masks` are the level's."""
+        level, kind = stage.level, stage.kind
+        desc = f"{self.store.root.name} level {level} {kind}"
+        if level == 0:
+            k, model = self.rewind_step(), self.weights(self.store.init_path)
+            snapshot = (k, lambda m: save_weights(self.store.rewind_path, m)) if k else None
+            return Ticket(model, masks, self.splits, self.plan(), stage.path, snapshot, desc)
         model, _, plan = self.start_point(level)
-        if name == "random_pruning":  # same start weights, random masks with the ticket's per-tensor densities
+        if kind == "random_pruning":  # same start weights, random masks with the ticket's per-tensor densities
             masks = random_like(masks, seed=self.cfg.seeds.prune * 1000 + level)
-        elif name == "random_reinit":  # the ticket's masks, a fresh initialisation
+        elif kind == "random_reinit":  # the ticket's masks, a fresh initialisation
             model = self.fresh_model(self.cfg.seeds.init + REINIT_SEED_OFFSET * level)
-        else:  # one-shot: magnitude pruning of the dense final weights straight to this level's densities
+        elif kind == "oneshot":  # magnitude pruning of the dense final weights straight to this level's densities
             dense = self.weights(self.store.level(0) / "final.safetensors")
             masks = prune_to_counts(dense, masks, self.cfg.prune.criterion, self.cfg.seeds.prune + level)
-        return self.run_stage(stage, name, level, model, masks, plan)
+        return Ticket(model, masks, self.splits, plan, stage.path, None, desc)
+
+    def batch_key(self, level: int) -> tuple | None:
+        """Stages with equal keys may train as one batched model; None: this run's stages train alone."""
+        t = self.cfg.train
+        if t.batch_tickets < 2 or t.precision != "fp32" or t.compile or t.channels_last:
+            return None
+        if self._batchable is None:
+            self._batchable = batchable(self.model, self.splits.input_shape)
+        if not self._batchable:
+            return None
+        plan = self.stage_plan(level)
+        schedule = (plan.start, plan.total, plan.steps_per_epoch, plan.batch_size, plan.eval_every,
+                    plan.checkpoint_every, self.cfg.lottery.rewind if level else "")
+        return (repr(self.model), tuple(self.splits.input_shape), repr(t), self.cfg.data.augment, schedule)
 
     def should_stop(self, summary: dict, dense: dict) -> bool:
         lottery = self.cfg.lottery
@@ -179,10 +200,93 @@ class Lottery:
         return lottery.max_drop is not None and dense["best_val_acc"] - summary["best_val_acc"] > lottery.max_drop
 
 
-def model_for(cfg: Config, splits, seed: int) -> nn.Module:
+@dataclass
+class Stage:
+    """One training of a run (IMP at a level, or a baseline) as the scheduler sees it."""
+
+    lottery: Lottery
+    path: Path
+    kind: str
+    level: int
+
+    def done(self) -> bool:
+        return is_done(self.path)
+
+
+def run_lotteries(lotteries: list[Lottery]) -> list[RunStore]:
+    """Run lotteries (e.g. one per seed) level by level. At each level the stages of all runs still going (IMP and
+    its baselines; level L+1 needs level L, so levels run in order) train together as batched models when they
+    share an architecture and a schedule (`train.batch_tickets`, ticketlab.batching), else one after another."""
+    for lottery in lotteries:
+        if not lottery.store.init_path.exists():
+            save_weights(lottery.store.init_path, lottery.model)
+    dense: dict[int, dict] = {}
+    active, level = list(lotteries), 0
+    while active:
+        train_stages([stage for lottery in active for stage in lottery.stages(level)])
+        going = []
+        for lottery in active:
+            summary = read_json(lottery.store.level(level) / "summary.json")
+            dense.setdefault(id(lottery), summary)
+            if level < lottery.cfg.lottery.levels and not (level and lottery.should_stop(summary, dense[id(lottery)])):
+                going.append(lottery)
+        active, level = going, level + 1
+    return [lottery.store for lottery in lotteries]
+
+
+def train_stages(stages: list[Stage]) -> None:
+    """Train the stages not done yet: groups of equal batch keys in chunks of at most `train.batch_tickets`.
+
+    Chunks are cut from all stages, done or not, so a resumed run batches exactly as the first attempt did."""
+    groups: dict = {}
+    for i, stage in enumerate(stages):
+        key = stage.lottery.batch_key(stage.level)
+        groups.setdefault(("alone", i) if key is None else key, []).append(stage)
+    for group in groups.values():
+        for chunk in balanced_chunks(group, group[0].lottery.cfg.train.batch_tickets):
+            pending = [s for s in chunk if not s.done()]
+            if len(chunk) == 1 or len(pending) == 1:
+                for s in pending:
+                    t = s.lottery.prepare(s, s.lottery.level_masks(s.level))
+                    s.lottery.run_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, t.snapshot)
+            elif pending:
+                train_chunk(pending)
+
+
+def train_chunk(stages: list[Stage]) -> None:
+    masks = {}  # the level's IMP masks, computed once per run (baselines derive theirs from them)
+    for s in stages:
+        masks.setdefault(id(s.lottery), s.lottery.level_masks(s.level))
+    tickets = [s.lottery.prepare(s, masks[id(s.lottery)]) for s in stages]
+    for s, t in zip(stages, tickets, strict=True):
+        s.lottery.begin_stage(s.path, t.masks)
+    first = stages[0].lottery
+    started = time.perf_counter()
+    rows = train_batched(tickets, first.cfg.train, augment=AUGMENTATIONS.get(first.cfg.data.augment),
+                         progress=first.progress, desc=f"level {stages[0].level}: {len(stages)} tickets batched")
+    wall = time.perf_counter() - started
+    for s, t, r in zip(stages, tickets, rows, strict=True):
+        s.lottery.finish_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, r, wall, batched=len(stages))
+
+
+def balanced_chunks(items: list, limit: int) -> list[list]:
+    """`items` in order, cut into the fewest chunks of at most `limit`, their sizes differing by at most one."""
+    n = max(1, math.ceil(len(items) / max(limit, 1)))
+    size, extra = divmod(len(items), n)
+    out, i = [], 0
+    for c in range(n):
+        step = size + (c < extra)
+        out.append(items[i : i + step])
+        i += step
+    return [c for c in out if c]
+
+
+def model_for(cfg: Config, splits, seed: int, pretrained: bool = True) -> nn.Module:
     """The model sized for the data: output classes from the dataset (never a silent 10); the input shape, the
-    dataset's model options (e.g. its graph) and `model.path` for factories that take a parameter of that name."""
-    offered = {"input_shape": tuple(splits.input_shape), "path": cfg.model.path, **splits.model_options}
+    dataset's model options (e.g. its graph), `model.path` and `pretrained` for factories that take a parameter of
+    that name."""
+    offered = {"input_shape": tuple(splits.input_shape), "path": cfg.model.path, "pretrained": pretrained,
+               **splits.model_options}
     accepted = inspect.signature(model_info(cfg.model.name).factory).parameters
     options = {k: v for k, v in offered.items() if k in accepted and v is not None}
     return build_model(cfg.model.name, num_classes=splits.num_classes, seed=seed, **options)

@@ -21,6 +21,7 @@ def add_parser(subparsers) -> None:
                                      "~/.cache/ticketlab/datasets)")
     info.add_argument("--val-size", type=int, help="training samples held out for validation (default: per dataset)")
     info.add_argument("--seed", type=int, default=0, help="seed of the validation split (default: 0)")
+    info.add_argument("--tokenizer", metavar="DIR", help="text datasets (mnli): the model's tokenizer directory")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(run=run_info)
 
@@ -59,7 +60,8 @@ def run_list(args) -> int:
 
 
 def run_info(args) -> int:
-    splits = load_dataset(args.name, root=args.root, val_size=args.val_size, seed=args.seed)
+    options = {"tokenizer": args.tokenizer} if args.tokenizer else {}
+    splits = load_dataset(args.name, root=args.root, val_size=args.val_size, seed=args.seed, **options)
     if args.json:
         print(json.dumps({"name": splits.name, **splits.sizes(), "input_shape": list(splits.input_shape),
                           "num_classes": splits.num_classes, "seed": args.seed}, indent=2))
