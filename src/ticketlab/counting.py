@@ -16,6 +16,12 @@ One real forward pass with an example batch is observed through forward hooks; e
 - Weight x activation sparsity uses Han et al.'s product approximation: weight-sparse MACs x density of the
   layer's input activations (fraction of non-zero entries of the real batch, or `activation_density`). The exact
   count (kept weights meeting a non-zero input) needs the positions of both and is not what the paper reports.
+- Modules that know their own work define `count_macs(args, output, kept) -> (dense, kept MACs)` of one call
+  (`kept`: entries kept of each of the module's own parameters). Graph aggregation (`ticketlab.graph.Adjacency`)
+  counts nnz(Â) x feature width per call, nnz = 2 x edges + one self-loop per node, over all edges (dense) or
+  the kept edges (weight-sparse); the GCN's feature transforms are Linear layers over all N nodes.
+- A model with `count_per_forward = True` (a full-graph GNN: every forward computes all nodes, whatever rows it
+  returns) is counted per forward pass, not per example.
 - Not counted: bias additions, norms, pooling, activations, residual additions, softmax, embedding lookups.
 - Parameters: every parameter once (biases included); `kept` = parameters minus the entries a mask prunes. The mask
   defines what is pruned, never a weight's value (a zero or negative weight is still kept when its mask says so).
@@ -194,6 +200,14 @@ def _weighted_layer_hook(work: _Work, kept: int):
     return hook
 
 
+def _declared_hook(work: _Work, kept: dict[str, int]):
+    def hook(module: nn.Module, args, output):
+        dense, sparse = module.count_macs(args, output, kept)
+        work.add(dense, sparse, args[0] if args else None)
+
+    return hook
+
+
 def _mha_hook(name: str, works: dict[str, _Work], kept: dict[str, int]):
     """Pre-hook on nn.MultiheadAttention: the projections and products follow from the input shapes."""
 
@@ -290,7 +304,10 @@ class _ProductCounter(TorchFunctionMode):
 
 # -- the public function ------------------------------------------------------------------------------------------
 def example_input_for(model: nn.Module, batch: int = DEFAULT_BATCH, seed: int = 0) -> torch.Tensor:
-    """A random-normal batch of `model.input_shape` (seeded), on the model's device."""
+    """A random-normal batch of `model.input_shape` (seeded), on the model's device; a model whose input is not
+    a float tensor (e.g. node ids) provides `example_input(batch, seed)`."""
+    if hasattr(model, "example_input"):
+        return model.example_input(batch, seed)
     shape = getattr(model, "input_shape", None)
     if shape is None:
         raise TicketlabError("the model has no `input_shape`; pass example_input=... to count it")
@@ -358,13 +375,16 @@ def _observed(model: nn.Module, masks: Masks, kept: dict[str, int], works: dict[
         if _inside(name, mha):
             continue
         label = _label(name)
-        counted = isinstance(module, (*WEIGHTED_TYPES, nn.MultiheadAttention))
+        counted = isinstance(module, (*WEIGHTED_TYPES, nn.MultiheadAttention)) or hasattr(module, "count_macs")
         handles.append(module.register_forward_pre_hook(_push(stack, inside_counted, label, counted)))
         handles.append(module.register_forward_hook(_pop(stack, inside_counted, counted)))
         if isinstance(module, WEIGHTED_TYPES):
             key = _join(name, "weight")
             hook = _weighted_layer_hook(works.setdefault(label, _Work()), kept.get(key, module.weight.numel()))
             handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        elif hasattr(module, "count_macs"):
+            own = {n: kept.get(_join(name, n), p.numel()) for n, p in module.named_parameters(recurse=False)}
+            handles.append(module.register_forward_hook(_declared_hook(works.setdefault(label, _Work()), own)))
         elif isinstance(module, nn.MultiheadAttention):
             for part in (".in_proj", ".out_proj", ":products"):
                 works.setdefault(f"{label}{part}", _Work())
@@ -426,13 +446,16 @@ def count(model: nn.Module, masks: Masks | None = None, example_input=None,
     if example_input is None:
         example_input = example_input_for(model)
     first = example_input[0] if isinstance(example_input, (tuple, list)) else example_input
-    batch = first.shape[0] if first.dim() else 1
+    per_forward = bool(getattr(model, "count_per_forward", False))
+    batch = first.shape[0] if first.dim() and not per_forward else 1
     works: dict[str, _Work] = {}
     kept = {name: int(torch.count_nonzero(mask)) for name, mask in masks.items()}
     with _observed(model, masks, kept, works):
         _forward(model, example_input)
     given = _check_densities(activation_density or {}, [n for n in works if not n.endswith(":products")])
     rows, notes = _rows(model, masks, kept, works, given, batch)
+    if per_forward:
+        notes.append("MACs are per forward pass over the whole graph (all nodes), not per example")
     return Counts(rows, int(batch), tuple(first.shape), notes)
 
 

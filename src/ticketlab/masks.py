@@ -32,7 +32,8 @@ def prunable_names(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
 ) -> list[str]:
-    """Names of the prunable weights: by default the `weight` of every Linear and ConvNd.
+    """Names of the prunable weights: by default the `weight` of every Linear and ConvNd, and the parameters a
+    module declares in its class attribute `PRUNABLE_PARAMETERS` (e.g. a graph's learned edge mask).
 
     `include` (names or globs) replaces the type rule; `exclude` (names or globs) removes names after it.
     """
@@ -41,16 +42,34 @@ def prunable_names(
         chosen = match_names(params, include, "include pattern")
     else:
         chosen = [
-            f"{prefix}.weight" if prefix else "weight"
+            _join(prefix, name)
             for prefix, module in model.named_modules()
-            if isinstance(module, types) and getattr(module, "weight", None) is not None
+            for name in _declared(module, types)
         ]
         chosen = [n for n in chosen if n in params]
     excluded = set(match_names(chosen, exclude, "exclude pattern")) if exclude else set()
     return [n for n in chosen if n not in excluded]
 
 
-def _pack(mask: torch.Tensor) -> torch.Tensor:
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _declared(module: nn.Module, types: tuple[type[nn.Module], ...]) -> list[str]:
+    """The module's own prunable parameters: `weight` of the given types, plus PRUNABLE_PARAMETERS."""
+    own = ["weight"] if isinstance(module, types) and getattr(module, "weight", None) is not None else []
+    return own + [n for n in getattr(type(module), "PRUNABLE_PARAMETERS", ()) if n not in own]
+
+
+def _shape_mismatch(model: nn.Module, name: str, mask_shape: tuple, param_shape: tuple) -> str:
+    """A module may explain a mismatch in its own terms (`describe_mask_mismatch`), e.g. edges of a graph."""
+    prefix, _, local = name.rpartition(".")
+    explain = getattr(model.get_submodule(prefix), "describe_mask_mismatch", None)
+    message = explain(local, mask_shape) if explain is not None else None
+    return message or f"mask {name!r} has shape {mask_shape}, parameter has {param_shape}"
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
     """Bit-pack a bool tensor into uint8, 8 weights per byte, most significant bit first."""
     bits = mask.reshape(-1).to(torch.uint8)
     bits = torch.nn.functional.pad(bits, (0, (-bits.numel()) % 8)).reshape(-1, 8)
@@ -58,7 +77,7 @@ def _pack(mask: torch.Tensor) -> torch.Tensor:
     return (bits * weights).sum(dim=1, dtype=torch.uint8)
 
 
-def _unpack(packed: torch.Tensor, shape: list[int]) -> torch.Tensor:
+def unpack_bits(packed: torch.Tensor, shape: list[int]) -> torch.Tensor:
     numel = 1
     for s in shape:
         numel *= s
@@ -140,9 +159,7 @@ class Masks(Mapping[str, torch.Tensor]):
             if name not in params:
                 raise TicketlabError(f"mask {name!r} names no parameter of the model")
             if tuple(t.shape) != tuple(params[name].shape):
-                raise TicketlabError(
-                    f"mask {name!r} has shape {tuple(t.shape)}, parameter has {tuple(params[name].shape)}"
-                )
+                raise TicketlabError(_shape_mismatch(model, name, tuple(t.shape), tuple(params[name].shape)))
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> nn.Module:
@@ -197,7 +214,7 @@ class Masks(Mapping[str, torch.Tensor]):
         """Safetensors with bit-packed masks (1 bit per weight) and JSON metadata of names and shapes."""
         shapes = {n: list(t.shape) for n, t in self._t.items()}
         meta = {"format": FORMAT, "shapes": json.dumps(shapes)}
-        save_tensors(path, {n: _pack(t.cpu()) for n, t in self._t.items()}, metadata=meta)
+        save_tensors(path, {n: pack_bits(t.cpu()) for n, t in self._t.items()}, metadata=meta)
 
     @classmethod
     def load(cls, path) -> "Masks":
@@ -217,7 +234,7 @@ class Masks(Mapping[str, torch.Tensor]):
                 numel *= s
             if packed[name].dtype != torch.uint8 or packed[name].numel() != (numel + 7) // 8:
                 raise TicketlabError(f"corrupt mask file {path}: tensor {name!r} has the wrong size for {shape}")
-            out[name] = _unpack(packed[name], shape)
+            out[name] = unpack_bits(packed[name], shape)
         return cls(out)
 
 

@@ -8,7 +8,8 @@
 Register your own dataset with `@DATASETS.register("name")` (see `ticketlab.data.source`).
 """
 
-from . import bundled, cifar, idx  # noqa: F401  (importing a source module registers it)
+# Importing a source module registers it; text sources import transformers only when one is loaded.
+from . import bundled, cifar, csbm, idx, mnli, pairs, planetoid  # noqa: F401
 from .batches import Batches, batches
 from .cache import cache_dir, data_dir
 from .fetch import REMOTES, Remote, fetch

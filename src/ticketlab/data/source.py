@@ -9,7 +9,8 @@ A source is a function `(root: Path) -> Source` registered with one decorator:
         return Source(train=InMemory(x[:800], y[:800]), test=InMemory(x[800:], y[800:]),
                       num_classes=3, val_size=100)
 
-`load_dataset("my-data")` then carves the validation split from `train` like for every built-in dataset.
+`load_dataset("my-data")` then carves the validation split from `train` like for every built-in dataset. A source
+with a published validation split passes it as `Source(..., val=InMemory(...))` instead (Planetoid graphs).
 """
 
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class Source:
     val_size: int  # default number of training samples held out for validation
     # Passed to model factories that take a parameter of the same name (e.g. the graph of a node-level task).
     model_options: dict = field(default_factory=dict)
+    # A fixed, published validation split (e.g. Planetoid's 500 validation nodes), used instead of carving
+    # `val_size` samples from `train`; it must be labelled data disjoint from train and test.
+    val: InMemory | None = None
 
 
 def load_dataset(name: str, root: str | Path | None = None, val_size: int | None = None, seed: int = 0,
@@ -48,6 +52,8 @@ def load_dataset(name: str, root: str | Path | None = None, val_size: int | None
     """
     source = DATASETS.get(name)(Path(root).expanduser() if root is not None else data_dir(), **options)
     check_source(name, source)
+    if source.val is not None:
+        return fixed_splits(name, source, val_size)
     val_size = source.val_size if val_size is None else val_size
     n = len(source.train)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < n:
@@ -66,10 +72,21 @@ def load_dataset(name: str, root: str | Path | None = None, val_size: int | None
     )
 
 
+def fixed_splits(name: str, source: Source, val_size: int | None) -> Splits:
+    """The source's own validation split; asking for another size is an error, not a silent change."""
+    if val_size is not None and val_size != len(source.val):
+        raise TicketlabError(f"dataset {name!r} has a fixed validation split of {len(source.val)} samples; "
+                             f"val size {val_size!r} is not allowed (leave it unset)")
+    return Splits(train=source.train, val=source.val, test=source.test, num_classes=source.num_classes,
+                  input_shape=tuple(source.train.x.shape[1:]), name=name, model_options=source.model_options)
+
+
 def check_source(name: str, source: Source) -> None:
     """A registered function that returns the wrong dtypes is a programming error: fail loudly here."""
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         data = getattr(source, split)
+        if data is None:
+            continue
         # int64 x holds indices: token ids of text, node ids of a graph.
         if data.x.dtype not in (torch.float32, torch.int64) or data.y.dtype != torch.int64:
             raise TypeError(f"dataset {name!r} {split}: want x float32 or int64 and y int64, got {data.x.dtype}, "

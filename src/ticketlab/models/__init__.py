@@ -1,8 +1,9 @@
 """The model zoo: `build_model(name, num_classes, seed)` and the `MODELS` registry users extend.
 
-Built-in names: lenet300, lenet5, mlp (MNIST-sized); conv2, conv4, conv6, resnet20, vgg16-cifar, vgg19-cifar
-(CIFAR-10); alexnet, vgg16, googlenet, resnet50, squeezenet (ImageNet). Prunable layers carry the names used
-by Frankle & Carbin (2019) and Han et al. (2015) so their per-layer tables address them directly.
+Built-in names: lenet300, lenet5, mlp (MNIST-sized); conv2, conv4, conv6, resnet20, resnet56, resnet18-cifar,
+resnet50-cifar, vgg16-cifar, vgg19-cifar (CIFAR-10); alexnet, vgg16, googlenet, resnet50, squeezenet (ImageNet).
+Prunable layers carry the names used by Frankle & Carbin (2019) and Han et al. (2015) so their per-layer tables
+address them directly.
 
 Adding a model is one decorator (see `ticketlab.models.spec`):
 
@@ -19,7 +20,22 @@ import torch
 from torch import nn
 
 from ..errors import TicketlabError, closest
-from . import alexnet, cifar_resnet, cifar_vgg, conv, googlenet, lenet, mlp, resnet, squeezenet, vgg  # noqa: F401
+
+# Importing a family module registers it; hf imports transformers only when a language model is built.
+from . import (  # noqa: F401
+    alexnet,
+    cifar_resnet,
+    cifar_vgg,
+    conv,
+    gcn,
+    googlenet,
+    hf,
+    lenet,
+    mlp,
+    resnet,
+    squeezenet,
+    vgg,
+)
 from .spec import MODELS, ModelSpec
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "model_info"]
