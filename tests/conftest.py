@@ -7,6 +7,10 @@ import torch
 from torch import nn
 
 os.environ.setdefault("CI", "1")  # progress bars off in tests
+# One thread per process: the suite runs CLI subprocesses beside pytest, and OpenMP threads spinning against
+# each other on 2 cores cost far more than they gain on these tiny models. Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 class Tiny(nn.Module):

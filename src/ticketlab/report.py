@@ -229,6 +229,7 @@ class Row:
     macs_kept: Stat | None
     acc: Stat | None  # test accuracy at early stop
     stop: Stat | None  # early-stop iteration
+    val_acc: Stat | None  # best validation accuracy: what selects the best ticket (never the test set)
     done: int
     seeds: int
     diverged: int
@@ -299,7 +300,8 @@ class Group:
 
         density = stat("density") or Stat.of(s.density() for s in stages)
         return Row(level, kind, density, stat("params_kept"), stat("macs_kept"), stat("early_stop_test_acc"),
-                   stat("early_stop_step"), len(done), len(self.runs), sum(d.get("status") == "diverged" for d in done))
+                   stat("early_stop_step"), stat("best_val_acc"), len(done), len(self.runs),
+                   sum(d.get("status") == "diverged" for d in done))
 
     def rows(self, kind: str | None = None) -> list[Row]:
         """Rows by level, then kind (IMP first); only `kind` when given."""
@@ -308,9 +310,14 @@ class Group:
                       key=lambda r: (r.level, kinds.index(r.kind)))
 
     def best_ticket(self) -> Row | None:
-        """The IMP level >= 1 with the highest mean test accuracy at early stop."""
+        """The IMP level >= 1 with the highest mean validation accuracy (the sparser one on a tie): chosen on the
+        validation split, so its test accuracy is an honest estimate."""
+        rows = [r for r in self.rows("imp") if r.level >= 1 and r.acc is not None and r.val_acc is not None]
+        return max(rows, key=lambda r: (r.val_acc.mean, r.level), default=None)
+
+    def sparsest_ticket(self) -> Row | None:
         rows = [r for r in self.rows("imp") if r.level >= 1 and r.acc is not None]
-        return max(rows, key=lambda r: r.acc.mean, default=None)
+        return rows[-1] if rows else None
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -363,7 +370,7 @@ def summary_sentences(group: Group) -> list[str]:
     best = group.best_ticket()
     if best is None:
         return out + ["No pruned IMP level has finished yet."]
-    out.append(f"Best ticket (highest mean early-stop test accuracy among levels ≥ 1): level {best.level}, "
+    out.append(f"Best ticket (highest mean validation accuracy among levels ≥ 1): level {best.level}, "
                f"{fmt_density(best.density)}: {fmt_acc(best.acc)}%{_pp(best, dense)}, "
                f"early stop at iteration {fmt_steps(best.stop)}.")
     rand = group.row("random_pruning", best.level) if best.level in group.levels("random_pruning") else None
@@ -375,14 +382,57 @@ def summary_sentences(group: Group) -> list[str]:
     return out
 
 
+# -- paper vs ours: runs of a preset with a row in the talk's Table 2 (ticketlab.table2.PAPER) -------------------
+
+def paper_row(group: Group):
+    """The talk's Table 2 row of the group's preset (a `table2.PaperRow`), or None."""
+    from .table2 import PAPER
+
+    return PAPER.get(group.runs[0].meta.get("preset"))
+
+
+def paper_cell(paper, row: Row) -> str:
+    """The paper's figure beside one of our rows: before pruning beside level 0, after pruning beside IMP tickets."""
+    if paper is None or row.kind != "imp":
+        return ""
+    return f"{paper.before if row.level == 0 else paper.after:.2f}"
+
+
+def paper_sentences(group: Group) -> list[str]:
+    """The paper's figures, our difference to them, and whether our settings are the preset's."""
+    paper = paper_row(group)
+    if paper is None:
+        return []
+    from .table2 import changed_settings
+
+    preset = group.runs[0].meta.get("preset")
+    out = [f"Paper (the talk's Table 2, {paper.network} on {paper.dataset}, {paper.source}): "
+           f"{paper.before:.2f}% before pruning, {paper.after:.2f}% after."]
+    ours = [(label, r, figure) for label, r, figure in (
+        ("dense", group.row("imp", 0) if 0 in group.levels("imp") else None, paper.before),
+        ("best ticket", group.best_ticket(), paper.after)) if r is not None and r.acc is not None]
+    if ours:
+        out.append("Ours vs paper: " + "; ".join(f"{label} {fmt_acc(r.acc)}% ({100 * r.acc.mean - figure:+.2f} pp)"
+                                                  for label, r, figure in ours) + ".")
+    changed = changed_settings(group.config, preset)
+    if changed:
+        out.append(f"These runs change the preset {preset} ({', '.join(setting(k, v) for k, v in changed.items())}): "
+                   "not the published setup.")
+    if paper.note:
+        out.append(f"Note: {paper.note}.")
+    return out
+
+
 def summary_rows(group: Group) -> list[tuple[str, Row]]:
-    """Table-2 rows: dense, best ticket, and every baseline at the best ticket's level."""
+    """Table-2 rows: dense, the best ticket and the sparsest one, each with every baseline at its level."""
     rows = [("dense (level 0)", group.row("imp", 0))] if 0 in group.levels("imp") else []
-    best = group.best_ticket()
-    if best is not None:
-        rows.append((f"best IMP ticket (level {best.level})", best))
-        rows += [(f"{LABELS.get(k, k)} (level {best.level})", group.row(k, best.level))
-                 for k in group.kinds() if k != "imp" and best.level in group.levels(k)]
+    best, sparsest = group.best_ticket(), group.sparsest_ticket()
+    for label, ticket in (("best IMP ticket", best), ("sparsest IMP ticket", sparsest)):
+        if ticket is None or (label.startswith("sparsest") and best is not None and ticket.level == best.level):
+            continue
+        rows.append((f"{label} (level {ticket.level})", ticket))
+        rows += [(f"{LABELS.get(k, k)} (level {ticket.level})", group.row(k, ticket.level))
+                 for k in group.kinds() if k != "imp" and ticket.level in group.levels(k)]
     return rows
 
 
@@ -400,11 +450,14 @@ def summary_table(runs: list[Run]) -> str:
     for group in group_runs(runs):
         n = len(group.runs)
         title = f"{group.label} — {n} seed{'s' if n > 1 else ''}{' (in progress)' if group.in_progress else ''}"
-        table = [["network", "kept", "test acc. at early stop (%)", "early-stop iteration", "seeds"]]
-        table += [[name, fmt_density(r.density), fmt_acc(r.acc), fmt_steps(r.stop), f"{r.done}/{r.seeds}"]
-                  for name, r in summary_rows(group)]
-        body = align(table, right={2, 3}) if len(table) > 1 else "(no finished stage yet)"
-        blocks.append(f"{title}\n{body}")
+        paper = paper_row(group)
+        extra = ["paper (%)"] if paper else []  # the talk's Table 2 figure beside ours
+        table = [["network", "kept", "test acc. at early stop (%)", *extra, "early-stop iteration", "seeds"]]
+        table += [[name, fmt_density(r.density), fmt_acc(r.acc), *([paper_cell(paper, r)] if paper else []),
+                   fmt_steps(r.stop), f"{r.done}/{r.seeds}"] for name, r in summary_rows(group)]
+        body = align(table, right={2, 3, 4} if paper else {2, 3}) if len(table) > 1 else "(no finished stage yet)"
+        lines = paper_sentences(group)[:3]
+        blocks.append("\n".join([title, body, *lines]))
     return "\n\n".join(blocks)
 
 
@@ -432,6 +485,7 @@ def group_blocks(group: Group, prefix: str, out_dir: Path) -> list[tuple]:
     blocks: list[tuple] = [("h2", group.label), ("p", f"Settings (non-default): {group.settings}."),
                            ("list", [run_line(r) for r in group.runs]), ("h3", "Summary")]
     blocks += [("p", s) for s in summary_sentences(group)]
+    blocks += [("p", s) for s in paper_sentences(group)]
     blocks += [("h3", "Results per level"), ("table", TABLE_HEADER, level_table(group)), ("h3", "Figures")]
     for name, draw, caption in figures.FIGURES:
         filename = f"{prefix}{name}.png"

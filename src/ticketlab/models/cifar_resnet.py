@@ -1,4 +1,5 @@
 """ResNet for CIFAR-10 (He et al. 2016, Section 4.2): depth 6n+2, stages of width w, 2w, 4w (w = 16).
+Registered as resnet20 and resnet56 (any 6n+2 depth through the `depth` option).
 
 Shortcut when the shape changes: `shortcut="conv"` (default) is a strided 1x1 conv + BN, as in OpenLTH's
 `cifar_resnet_20`, whose parameter names this model shares (`conv`, `bn`, `blocks.3.conv1`, `fc`);
@@ -81,4 +82,10 @@ class CifarResNet(nn.Module):
 @MODELS.register("resnet20", input_shape=INPUT_SHAPE, num_classes=10)
 def resnet20(num_classes: int, depth: int = 20, width: int = 16, shortcut: str = "conv") -> nn.Module:
     """CIFAR ResNet-20 (OpenLTH cifar_resnet_20; options depth=6n+2, width=16, shortcut=conv|pad)."""
+    return CifarResNet(depth, width, num_classes, shortcut)
+
+
+@MODELS.register("resnet56", input_shape=INPUT_SHAPE, num_classes=10)
+def resnet56(num_classes: int, depth: int = 56, width: int = 16, shortcut: str = "conv") -> nn.Module:
+    """CIFAR ResNet-56 (He et al. 2016, 9 blocks per stage; OpenLTH cifar_resnet_56), same options as resnet20."""
     return CifarResNet(depth, width, num_classes, shortcut)
