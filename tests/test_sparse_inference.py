@@ -1,0 +1,199 @@
+"""Fast sparse inference: every kernel equals dense (1e-5 relative), the plan follows the measurement, fallbacks."""
+
+import pytest
+import torch
+from torch import nn
+
+from ticketlab.errors import TicketlabError
+from ticketlab.masks import Masks
+from ticketlab.models import build_model
+from ticketlab.pruning import PruneSpec, prune
+from ticketlab.sparse_inference import (
+    SparseConv2d,
+    SparseLinear,
+    available_kernels,
+    format_choices,
+    layer_choices,
+    sparsify,
+)
+
+SPARSE = [k for k in available_kernels() if k != "dense"]
+
+
+def assert_close_relative(got, expected):
+    """Equal within 1e-5 of the output's scale (summation order differs between kernels)."""
+    scale = float(expected.abs().max())
+    assert float((got - expected).abs().max()) <= 1e-5 * scale, (got - expected).abs().max()
+
+
+def pruned(name: str, density: float, seed: int = 0):
+    model = build_model(name, seed=seed).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
+    masks = prune(model, Masks.ones(model), PruneSpec(rate=1 - density))
+    masks.apply(model)
+    return model, masks
+
+
+@pytest.mark.parametrize("kernel", SPARSE)
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_sparse_linear_equals_dense(kernel, batch):
+    torch.manual_seed(0)
+    linear = nn.Linear(300, 70)
+    mask = torch.rand(70, 300) < 0.1
+    mask[3] = False  # an empty row: bias only
+    with torch.no_grad():
+        linear.weight.mul_(mask)
+    layer = SparseLinear(linear, mask)
+    layer.plan = {batch: kernel}
+    x = torch.randn(batch, 300)
+    with torch.no_grad():
+        assert_close_relative(layer(x), linear(x))
+        transposed = torch.randn(300, batch).t()  # what a previous sparse layer returns: a transposed view
+        assert_close_relative(layer(transposed), linear(transposed))
+        assert_close_relative(layer(x.reshape(batch, 1, 300)), linear(x.reshape(batch, 1, 300)))
+
+
+@pytest.mark.parametrize("kernel", SPARSE)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sparse_conv_equals_dense(kernel, batch):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 7, 3, stride=2, padding=1, dilation=1)
+    mask = torch.rand(conv.weight.shape) < 0.2
+    with torch.no_grad():
+        conv.weight.mul_(mask)
+    layer = SparseConv2d(conv, mask)
+    layer.plan = {batch: kernel}
+    x = torch.randn(batch, 5, 9, 11)
+    with torch.no_grad():
+        assert_close_relative(layer(x), conv(x))
+
+
+@pytest.mark.parametrize(("name", "density"), [("lenet300", 0.1), ("lenet300", 0.02), ("conv2", 0.05)])
+def test_sparsified_models_equal_dense_on_random_inputs(name, density):
+    model, masks = pruned(name, density)
+    fast = sparsify(model, masks, batch_sizes=(1, 4), min_time=0.001, check_model=False)
+    g = torch.Generator().manual_seed(1)
+    for batch in (1, 2, 4, 40):
+        x = torch.randn(batch, *model.input_shape, generator=g)
+        with torch.no_grad():
+            assert_close_relative(fast(x), model(x))
+    choices = layer_choices(fast)
+    assert {c.batch for c in choices} == {1, 4}
+    assert all(c.kernel == "dense" or c.best_seconds * 1.05 < c.dense_seconds for c in choices)
+    assert "speedup" in format_choices(choices)
+
+
+def test_the_plan_follows_the_measurement(monkeypatch):
+    model, masks = pruned("lenet300", 0.05)
+    import ticketlab.sparse_inference as si
+
+    def fake_timing(layer, x, kernels, min_time=0.05, rounds=7):  # sparse wins at batch 1 only
+        slow = x.shape[0] > 1
+        return {k: (1.0 if k == "dense" else (2.0 if slow else 0.1)) for k in kernels}
+
+    monkeypatch.setattr(si, "time_kernels", fake_timing)
+    fast = sparsify(model, masks, batch_sizes=(1, 64), check_model=False, fuse=False)
+    assert isinstance(fast.fc1, SparseLinear) and fast.fc1.plan[1] != "dense" and fast.fc1.plan[64] == "dense"
+    x = torch.randn(2, 1, 28, 28)
+    assert fast.fc1.kernel_for(x, 1) != "dense"
+    assert fast.fc1.kernel_for(x, 5) != "dense"  # nearer 1 than 64 in log scale
+    assert fast.fc1.kernel_for(x, 16) == "dense"  # nearer 64
+    assert fast.fc1.kernel_for(x.requires_grad_(), 1) == "dense"  # autograd: the dense path
+    monkeypatch.setattr(si, "time_kernels", lambda layer, x, kernels, *a, **k: {k: 1.0 for k in kernels})
+    unchanged = sparsify(model, masks, fuse=False)
+    assert not any(isinstance(m, SparseLinear) for m in unchanged.modules())  # a tie is not a win
+    assert type(unchanged.fc1) is nn.Linear
+
+
+def test_the_whole_model_check_reverts_a_loss_end_to_end(monkeypatch):
+    model, masks = pruned("lenet300", 0.05)
+    import ticketlab.sparse_inference as si
+
+    monkeypatch.setattr(si, "time_kernels", lambda layer, x, kernels, *a, **k: {k: 1.0 if k == "dense" else 0.5
+                                                                                for k in kernels})
+    monkeypatch.setattr(si, "time_calls", lambda functions, *a, **k: {n: 2.0 if n == "sparse" else 1.0
+                                                                       for n in functions})
+    fast = sparsify(model, masks, batch_sizes=(1, 8))
+    assert not any(isinstance(m, SparseLinear) for m in fast.modules())
+    assert fast.sparse_model_timings == {1: (1.0, 2.0), 8: (1.0, 2.0)}
+    assert {c.kernel for c in layer_choices(fast)} == {"dense"}
+
+
+def test_original_model_untouched_and_default_masks_from_zeros():
+    model, masks = pruned("lenet300", 0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = sparsify(model, batch_sizes=(1,), min_time=0.002)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert {c.name for c in layer_choices(fast)} == {"fc1", "fc2", "fc3"}
+    assert [c.density for c in layer_choices(fast)] == pytest.approx(list(masks.densities().values()))
+
+
+def test_bad_arguments():
+    model, masks = pruned("lenet300", 0.1)
+    with pytest.raises(TicketlabError, match="batch_sizes must be positive integers"):
+        sparsify(model, masks, batch_sizes=(0,))
+    with pytest.raises(TicketlabError, match="unknown or unavailable kernel 'cuda'"):
+        sparsify(model, masks, kernels=["cuda"])
+
+
+def test_benchmark_rows_measure_models_against_dense():
+    from ticketlab.commands.bench import format_inference, inference_rows
+
+    def small():
+        model = build_model("mlp", num_classes=10, hidden=(64,), input_shape=(32,), seed=0).eval()
+        return model
+
+    model_rows, layer_rows = inference_rows({"mlp": small}, densities=(0.1,), batches=(1, 4), min_time=0.002)
+    assert [(r["density"], r["batch"]) for r in model_rows] == [(0.1, 1), (0.1, 4)]
+    assert all(r["dense"] > 0 and r["sparse"] > 0 for r in model_rows)
+    assert {r["layer"] for r in layer_rows} == {"fc1", "fc2"}
+    table = format_inference(model_rows, layer_rows)
+    assert "threads" in table and "kept 10.0% (sparsity 90.0%)" in table and "ours/torch" in table
+
+
+def test_bench_command(tmp_path):
+    from .conftest import assert_user_error, run_cli
+
+    result = run_cli("bench", "--quick", "--only", "export")
+    assert result.returncode == 0, result.stderr
+    assert "vs floor" in result.stdout and "lenet300" in result.stdout
+    assert_user_error(run_cli("bench", "--threads", "0"), "--threads", "0")
+
+
+def test_fused_chain_equals_the_modules_it_replaces():
+    from collections import OrderedDict
+
+    from ticketlab.sparse_inference import FusedChain
+
+    model, masks = pruned("lenet300", 0.05)
+    names = ["fc1", "relu_fc1", "fc2", "relu_fc2", "fc3"]
+    layers = nn.Sequential(OrderedDict((n, getattr(model, n)) for n in names))
+    chain = FusedChain(layers, {n: masks[f"{n}.weight"] for n in ("fc1", "fc2", "fc3")})
+    with torch.no_grad():
+        for batch in (1, 3):
+            x = torch.randn(batch, 784)
+            assert_close_relative(chain(x), layers(x))
+    torch.manual_seed(0)
+    tail_relu = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU())  # ends in a ReLU
+    with torch.no_grad():
+        x = torch.randn(1, 6)
+        assert_close_relative(FusedChain(tail_relu, {})(x), tail_relu(x))
+
+
+def test_sparsify_fuses_linear_chains_when_faster(monkeypatch):
+    import ticketlab.sparse_inference as si
+
+    model, masks = pruned("lenet300", 0.05)
+    monkeypatch.setattr(si, "time_calls", lambda functions, *a, **k: {n: 0.5 if n == "fused" else 1.0
+                                                                       for n in functions})
+    fast = sparsify(model, masks, batch_sizes=(1, 8), check_model=False)
+    assert isinstance(fast.fc1, si.FusedChain) and list(fast.sparse_fused) == ["fc1"]
+    assert [n for n, _ in fast.named_children()] == ["flatten", "fc1"]
+    with torch.no_grad():
+        for batch in (1, 8):
+            x = torch.randn(batch, 1, 28, 28)
+            assert_close_relative(fast(x), model(x))
