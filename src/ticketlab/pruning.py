@@ -142,20 +142,23 @@ def _kth_key(scores, alive, k: int) -> tuple[int, int]:
         return b, int(cum[b - 1]) if b else 0
 
     device = next(iter(scores.values())).device
-    high = torch.zeros(1 << 15, dtype=torch.int64, device=device)
+    # Dead units go to one extra bin past the end instead of being filtered out: boolean indexing copies and is
+    # several times slower than masked_fill + bincount.
+    high = torch.zeros((1 << 15) + 1, dtype=torch.int64, device=device)
     for _, _, key, a in _slices(scores, alive):
-        high += torch.bincount((key >> 16)[a], minlength=1 << 15)
-    hi, below = bin_of(high, k)
-    low = torch.zeros(1 << 16, dtype=torch.int64, device=device)
+        high += torch.bincount((key >> 16).masked_fill_(~a, 1 << 15), minlength=(1 << 15) + 1)
+    hi, below = bin_of(high[:-1], k)
+    low = torch.zeros((1 << 16) + 1, dtype=torch.int64, device=device)
     for _, _, key, a in _slices(scores, alive):
-        low += torch.bincount((key & 0xFFFF)[a & ((key >> 16) == hi)], minlength=1 << 16)
-    lo, below_in_bin = bin_of(low, k - below)
+        outside = ~(a & ((key >> 16) == hi))
+        low += torch.bincount((key & 0xFFFF).masked_fill_(outside, 1 << 16), minlength=(1 << 16) + 1)
+    lo, below_in_bin = bin_of(low[:-1], k - below)
     return (hi << 16) | lo, below + below_in_bin
 
 
 def _keep_units(scores: dict[str, torch.Tensor], alive: dict[str, torch.Tensor], rate: float) -> dict:
     """Alive units minus the k lowest-scoring ones (ties to the lower position), k = round_half_up(rate * alive)."""
-    n_alive = sum(int(a.sum()) for a in alive.values())
+    n_alive = sum(int(torch.count_nonzero(a)) for a in alive.values())
     k = round_half_up(rate * n_alive)
     if k == 0:
         return {n: a.clone() for n, a in alive.items()}
