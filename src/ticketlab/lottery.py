@@ -121,14 +121,14 @@ class Lottery:
 
     def finish_stage(self, stage: Path, kind: str, level: int, model: nn.Module, masks: Masks, plan, rows: list,
                      wall: float, batched: int = 1) -> dict:
-        """Final weights, then the summary (written last: it marks the stage done). `batched`: copies trained
-        together with this one in one batched model (ticketlab.batching), 1 when trained alone."""
+        """Final weights, then the summary (it marks the stage done), then the checkpoint goes: a run killed before
+        the summary resumes from the checkpoint, never from scratch. `batched`: the stages trained with this one as
+        one batched model (ticketlab.batching), 1 when trained alone."""
         save_weights(stage / "final.safetensors", model.cpu())
-        for name in ("checkpoint.safetensors", "checkpoint.next.safetensors"):
-            (stage / name).unlink(missing_ok=True)
         summary = {"level": level, "kind": kind, "status": "done", "steps": plan.total - plan.start, "wall": wall,
                    "batched": batched, **early_stop(rows), **self.counts(model, masks)}
         write_json_atomic(stage / "summary.json", summary)
+        remove_checkpoints(stage)
         return summary
 
     def counts(self, model: nn.Module, masks: Masks) -> dict:
@@ -245,15 +245,24 @@ def train_stages(stages: list[Stage]) -> None:
     for group in groups.values():
         for chunk in balanced_chunks(group, group[0].lottery.cfg.train.batch_tickets):
             pending = [s for s in chunk if not s.done()]
-            if len(chunk) == 1 or len(pending) == 1:
-                for s in pending:
-                    t = s.lottery.prepare(s, s.lottery.level_masks(s.level))
-                    s.lottery.run_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, t.snapshot)
+            for s in chunk:
+                if s.done():  # a run killed between a summary and the checkpoint's removal
+                    remove_checkpoints(s.path)
+            if len(chunk) == 1 and pending:
+                s = pending[0]
+                t = s.lottery.prepare(s, s.lottery.level_masks(s.level))
+                s.lottery.run_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, t.snapshot)
             elif pending:
-                train_chunk(pending)
+                train_chunk(pending, len(chunk))
 
 
-def train_chunk(stages: list[Stage]) -> None:
+def remove_checkpoints(stage: Path) -> None:
+    for name in ("checkpoint.safetensors", "checkpoint.next.safetensors"):
+        (stage / name).unlink(missing_ok=True)
+
+
+def train_chunk(stages: list[Stage], batched: int) -> None:
+    """Train `stages` as one batched model; `batched` is the size of their chunk (the same on every resume)."""
     masks = {}  # the level's IMP masks, computed once per run (baselines derive theirs from them)
     for s in stages:
         masks.setdefault(id(s.lottery), s.lottery.level_masks(s.level))
@@ -266,7 +275,7 @@ def train_chunk(stages: list[Stage]) -> None:
                          progress=first.progress, desc=f"level {stages[0].level}: {len(stages)} tickets batched")
     wall = time.perf_counter() - started
     for s, t, r in zip(stages, tickets, rows, strict=True):
-        s.lottery.finish_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, r, wall, batched=len(stages))
+        s.lottery.finish_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, r, wall, batched=batched)
 
 
 def balanced_chunks(items: list, limit: int) -> list[list]:

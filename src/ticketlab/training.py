@@ -235,8 +235,9 @@ def train(
     model.train()
     bar = tqdm(total=plan.total, initial=step, desc=desc, disable=not progress, leave=False, unit="it")
     while step < plan.total:
-        idx = batch_indices(step, len(x_train), plan)
-        xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        idx = batch_indices(step, len(x_train), plan).to(x_train.device)
+        # index_select, not x[idx]: the same rows, 3x faster here, and serial (advanced indexing spawns threads)
+        xb, yb = x_train.index_select(0, idx).to(device), y_train.index_select(0, idx).to(device)
         if augment is not None:
             xb = augment(xb, torch.Generator().manual_seed(plan.data_seed * 1_000_003 + step + 1))
         if cfg.channels_last and xb.dim() == 4:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..cli import quiet_default
-from .run import seed_overrides
+from .run import add_batch_argument, batch_overrides, seed_overrides
 
 DEMO_PRESET = "lenet300-mnist-mini"
 DEMO_SEEDS = (0, 1, 2)
@@ -19,20 +19,22 @@ def add_parser(sub):
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEMO_SEEDS), metavar="N")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bars")
+    add_batch_argument(p)
     p.set_defaults(run=main)
 
 
 def main(args):
-    from ..lottery import Lottery
+    from ..lottery import Lottery, run_lotteries
     from ..presets import build_config
     from ..report import load_runs, summary_table, write_report
 
     started = time.perf_counter()
-    roots = []
+    lotteries = []
     for seed in args.seeds:
-        cfg = build_config(DEMO_PRESET, overrides=[*args.overrides, *seed_overrides(seed)])
+        cfg = build_config(DEMO_PRESET, overrides=[*args.overrides, *batch_overrides(args), *seed_overrides(seed)])
         print(f"seed {seed}: {cfg.run_name()}", flush=True)
-        roots.append(Lottery.open(cfg, args.runs_dir, DEMO_PRESET, progress=not args.quiet).run().root)
+        lotteries.append(Lottery.open(cfg, args.runs_dir, DEMO_PRESET, progress=not args.quiet))
+    roots = [store.root for store in run_lotteries(lotteries)]  # the seeds' stages of a level train batched
     runs = load_runs(roots)
     print()
     print(summary_table(runs))

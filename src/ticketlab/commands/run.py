@@ -18,7 +18,18 @@ def add_config_arguments(p):
     p.add_argument("--seeds", type=int, nargs="+", metavar="N",
                    help="run once per seed (sets the init, data and prune seeds to N)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    add_batch_argument(p)
     p.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bars")
+
+
+def add_batch_argument(p):
+    p.add_argument("--batch-tickets", type=int, metavar="K",
+                   help="train up to K ready stages (seeds, baselines) of one architecture as one batched model; "
+                        "1 = one at a time (default: train.batch_tickets, 8)")
+
+
+def batch_overrides(args) -> list[str]:
+    return [] if args.batch_tickets is None else [f"train.batch_tickets={args.batch_tickets}"]
 
 
 def configs(args):
@@ -26,10 +37,11 @@ def configs(args):
     from ..presets import build_config
 
     file_data = load_yaml(args.config) if args.config else None
-    base = build_config(args.preset, file_data, args.overrides)
+    overrides = [*args.overrides, *batch_overrides(args)]
+    base = build_config(args.preset, file_data, overrides)
     if not args.seeds:
         return [base]
-    return [build_config(args.preset, file_data, [*args.overrides, *seed_overrides(s)]) for s in args.seeds]
+    return [build_config(args.preset, file_data, [*overrides, *seed_overrides(s)]) for s in args.seeds]
 
 
 def seed_overrides(seed: int) -> list[str]:
@@ -37,8 +49,8 @@ def seed_overrides(seed: int) -> list[str]:
 
 
 def main(args):
-    from ..lottery import Lottery
+    from ..lottery import Lottery, run_lotteries
 
-    for cfg in configs(args):
-        store = Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet).run()
+    lotteries = [Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet) for cfg in configs(args)]
+    for store in run_lotteries(lotteries):  # seeds run level by level, batched where they share an architecture
         print(f"run finished: {store.root}")

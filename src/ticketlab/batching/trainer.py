@@ -1,0 +1,310 @@
+"""Train K tickets of one architecture at once: one stacked model, one optimizer, per-copy everything else.
+
+Each copy keeps its own initial weights, masks, data order (its plan's data seed, so its own batch indices), data
+splits and optimizer state. The optimizer (`make_optimizer`, fused) steps the stacked tensors: its update is element by
+element, so on a stack it is bit for bit the update K separate optimizers make (tested), in one kernel per tensor
+instead of K. The copies' losses are summed before the backward pass; as no operation mixes copies, each copy's
+gradient is its own loss's gradient. Results equal K runs of `ticketlab.training.train` up to floating-point rounding:
+batched matmuls sum in another order (and Adam turns such differences in near-zero gradients into sign flips).
+
+Each copy's stage directory gets exactly the files `train` writes (metrics.jsonl, checkpoint.safetensors in the same
+format), so reports read them unchanged and a stage can resume batched or alone. Checkpoints of a group are written
+in two phases (every copy's `checkpoint.next.safetensors`, then renames), so a run killed at any moment resumes with
+all copies at the same step, in the same group, and ends with the same numbers. On return every stage holds a
+checkpoint at the last step: the caller writes its outputs, then deletes it (a kill in between retrains nothing)."""
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from torch import nn
+from tqdm import tqdm
+
+from ..config import TrainConfig
+from ..masks import Masks
+from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
+from ..training import EVAL_BATCH, ZERO_PRESERVING, Diverged, Plan, batch_indices, make_optimizer, resolve_device
+from .stacked import StackedModel
+
+NEXT = "checkpoint.next.safetensors"
+
+
+@dataclass
+class Ticket:
+    """One copy: its model (start weights), masks, data splits, plan and stage directory, as `train` takes them."""
+
+    model: nn.Module
+    masks: Masks
+    splits: object
+    plan: Plan
+    stage: Path
+    snapshot: tuple[int, Callable[[nn.Module], None]] | None = None
+    desc: str = ""
+
+
+def train_batched(tickets: list[Ticket], cfg: TrainConfig, *,
+                  augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                  progress: bool = False, desc: str = "") -> list[list[dict]]:
+    """Train `tickets` (same architecture and schedule) as one batched model; returns each copy's metric rows.
+
+    Copies resuming from different steps (a stage trained alone before, then batched) train in groups by step."""
+    check_compatible(tickets)
+    for t in tickets:
+        t.stage.mkdir(parents=True, exist_ok=True)
+    reconcile([t.stage for t in tickets])
+    starts = [resume_step(t) for t in tickets]
+    rows: list[list[dict] | None] = [None] * len(tickets)
+    for start in sorted(set(starts)):
+        group = [i for i, s in enumerate(starts) if s == start]
+        for i, r in zip(group, BatchedRun([tickets[i] for i in group], cfg, augment).train(progress, desc),
+                        strict=True):
+            rows[i] = r
+    return rows
+
+
+def check_compatible(tickets: list[Ticket]) -> None:
+    first = tickets[0].plan
+    for t in tickets[1:]:
+        p = t.plan
+        same = (p.total, p.start, p.steps_per_epoch, p.batch_size, p.eval_every, p.checkpoint_every) == (
+            first.total, first.start, first.steps_per_epoch, first.batch_size, first.eval_every,
+            first.checkpoint_every)
+        same = same and len(t.splits.train) == len(tickets[0].splits.train)
+        if not same or set(t.masks) != set(tickets[0].masks):
+            raise ValueError(f"ticket {t.stage} cannot batch with {tickets[0].stage}: other schedule or masks")
+
+
+# -- resumable group checkpoints ----------------------------------------------------------------------------------
+def checkpoint_step(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    with safe_open(path, "pt") as f:
+        return json.loads(f.metadata()["extra"])["step"]
+
+
+def reconcile(stages: list[Path]) -> None:
+    """Finish or undo an interrupted two-phase checkpoint: promote the new files if all were written, else drop them."""
+    pending = [s for s in stages if (s / NEXT).exists()]
+    if not pending:
+        return
+    step = checkpoint_step(pending[0] / NEXT)
+    complete = all((s / NEXT).exists() or checkpoint_step(s / "checkpoint.safetensors") == step for s in stages)
+    for s in pending:
+        if complete:
+            os.replace(s / NEXT, s / "checkpoint.safetensors")
+        else:
+            (s / NEXT).unlink()
+
+
+def resume_step(ticket: Ticket) -> int:
+    step = checkpoint_step(ticket.stage / "checkpoint.safetensors")
+    return ticket.plan.start if step is None else step
+
+
+class CopyState:
+    """What `store.save_checkpoint` needs of an optimizer, for copy k of the stacked one: its slice of every state
+    tensor (per-parameter scalars such as Adam's step count are shared by the copies)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, k: int, with_state: bool = True):
+        self.optimizer, self.k, self.with_state = optimizer, k, with_state
+
+    def state_dict(self) -> dict:
+        if not self.with_state:
+            return {"state": {}}
+        state = self.optimizer.state_dict()["state"]
+        return {"state": {j: {key: v[self.k] if isinstance(v, torch.Tensor) and v.dim() else v
+                              for key, v in s.items()} for j, s in state.items()}}
+
+
+def stack_states(states: list[dict]) -> dict:
+    """The stacked optimizer's state from the copies' own (inverse of CopyState): tensors stacked, scalars shared."""
+    out = {}
+    for j, first in states[0].items():
+        out[j] = {}
+        for key, value in first.items():
+            values = [s[j][key] for s in states]
+            if isinstance(value, torch.Tensor) and value.dim():
+                out[j][key] = torch.stack(values)
+            else:
+                same = [torch.equal(v, value) if isinstance(value, torch.Tensor) else v == value for v in values]
+                if not all(same):
+                    raise ValueError(f"copies resume with different optimizer {key!r}: {values}")
+                out[j][key] = value
+    return out
+
+
+# -- the run ------------------------------------------------------------------------------------------------------
+class BatchedRun:
+    """One group of copies at the same step: the stacked model, the optimizer, and the per-copy bookkeeping."""
+
+    def __init__(self, tickets: list[Ticket], cfg: TrainConfig, augment):
+        self.tickets, self.cfg, self.augment = tickets, cfg, augment
+        self.device = resolve_device(cfg.device)
+        self.plan = tickets[0].plan
+        self.step = self.start = resume_step(tickets[0])
+        self.extras = [self.restore(t) for t in tickets]  # per copy: its model and optimizer state as saved
+        self.model = StackedModel([t.model for t in tickets], self.device)
+        self.optimizer = make_optimizer(list(self.model.params.values()), cfg)
+        if self.extras[0] is not None:
+            self.optimizer.load_state_dict({"state": stack_states([e.pop("opt") for e in self.extras]),
+                                            "param_groups": self.optimizer.state_dict()["param_groups"]})
+        self.masks = self.stacked_masks()
+        self.reapply = cfg.optimizer not in ZERO_PRESERVING
+
+    def restore(self, t: Ticket) -> dict | None:
+        """Apply the masks, then load the copy's checkpoint into its model and a throwaway optimizer of its own."""
+        t.model.to(self.device)
+        t.masks.apply(t.model)
+        path = t.stage / "checkpoint.safetensors"
+        if not path.exists():
+            return None
+        own = make_optimizer(t.model.parameters(), self.cfg)
+        extra = load_checkpoint(path, t.model, own)
+        return {**extra, "opt": own.state_dict()["state"]}
+
+    def stacked_masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(stacked parameter, float mask) for tensors where some copy has pruned entries."""
+        out = []
+        for name in self.tickets[0].masks:
+            if all(bool(t.masks[name].all()) for t in self.tickets):
+                continue
+            p = self.model.params[name]
+            out.append((p, torch.stack([t.masks[name] for t in self.tickets]).to(device=p.device, dtype=p.dtype)))
+        return out
+
+    # -- data ----------------------------------------------------------------------------------------------------
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (K, B, *input) and y (K, B): each copy's own batch of its own training split."""
+        trains = [t.splits.train for t in self.tickets]
+        idxs = [batch_indices(step, len(d.x), t.plan).to(d.x.device) for d, t in zip(trains, self.tickets, strict=True)]
+        xs = torch.empty(len(trains), len(idxs[0]), *trains[0].x.shape[1:], dtype=trains[0].x.dtype)
+        ys = torch.empty(len(trains), len(idxs[0]), dtype=trains[0].y.dtype)
+        for k, (d, idx) in enumerate(zip(trains, idxs, strict=True)):  # gathered in place: no stacking copy
+            torch.index_select(d.x, 0, idx, out=xs[k])
+            torch.index_select(d.y, 0, idx, out=ys[k])
+        xs, ys = xs.to(self.device), ys.to(self.device)
+        if self.augment is not None:  # each copy's batch with its own generator, seeded as `train` seeds it
+            xs = torch.stack([self.augment(x, torch.Generator().manual_seed(t.plan.data_seed * 1_000_003 + step + 1))
+                              for x, t in zip(xs, self.tickets, strict=True)])
+        return xs, ys
+
+    # -- evaluation ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str) -> list[tuple[float, float]]:
+        """(mean loss, accuracy) of every copy on its own `split`; copies sharing the data share the input."""
+        out: list[tuple[float, float]] = [(0.0, 0.0)] * len(self.tickets)
+        by_data: dict[int, list[int]] = {}
+        for k, t in enumerate(self.tickets):
+            by_data.setdefault(id(getattr(t.splits, split)), []).append(k)
+        for ks in by_data.values():
+            data = getattr(self.tickets[ks[0]].splits, split)
+            chunk = max(1, EVAL_BATCH // len(ks))  # activations of the copies together: about one copy's
+            loss, correct = torch.zeros(len(ks), dtype=torch.float64), torch.zeros(len(ks))
+            params = self.model.select(ks)
+            for i in range(0, len(data.x), chunk):
+                xb, yb = data.x[i : i + chunk].to(self.device), data.y[i : i + chunk].to(self.device)
+                logits = self.model(xb, shared=True, params=params)  # (copies, classes, n)
+                target = yb.expand(len(ks), -1)
+                loss += F.cross_entropy(logits, target, reduction="none").sum(1).double().cpu()
+                correct += (logits.argmax(1) == target).sum(1).cpu()
+            n = max(len(data.x), 1)
+            for j, k in enumerate(ks):
+                out[k] = (loss[j].item() / n, correct[j].item() / n)
+        return out
+
+    def log(self, rows: list[list[dict]], started: list[float], loss_sum: torch.Tensor, loss_count: int,
+            which: list[int]) -> None:
+        val, test = self.evaluate("val"), self.evaluate("test")
+        for k in which:
+            t = self.tickets[k]
+            row = {
+                "step": self.step, "epoch": self.step / self.plan.steps_per_epoch,
+                "train_loss": loss_sum[k].item() / loss_count if loss_count else None,
+                "val_loss": val[k][0], "val_acc": val[k][1], "test_loss": test[k][0], "test_acc": test[k][1],
+                "lr": t.plan.lr(min(self.step, self.plan.total - 1)), "wall": time.perf_counter() - started[k],
+            }
+            rows[k].append(row)
+            append_metrics(t.stage / "metrics.jsonl", row)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def checkpoint(self, started: list[float], loss_sum: torch.Tensor, loss_count: int, final: bool = False) -> None:
+        """Every copy's checkpoint, in two phases (see the module docstring). The final one needs no optimizer."""
+        for k, t in enumerate(self.tickets):
+            extra = {"step": self.step, "loss_sum": loss_sum[k].item(), "loss_count": loss_count,
+                     "wall": time.perf_counter() - started[k]}
+            save_checkpoint(t.stage / NEXT, self.model.write_to(k, t.model), CopyState(self.optimizer, k, not final),
+                            extra)
+        for t in self.tickets:
+            os.replace(t.stage / NEXT, t.stage / "checkpoint.safetensors")
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def train(self, progress: bool, desc: str) -> list[list[dict]]:
+        plan, tickets, k_all = self.plan, self.tickets, range(len(self.tickets))
+        resumed = self.extras[0] is not None
+        loss_sum = torch.tensor([e["loss_sum"] if e else 0.0 for e in self.extras], dtype=torch.float64)
+        loss_count = self.extras[0]["loss_count"] if resumed else 0
+        now = time.perf_counter()
+        started = [now - (e["wall"] if e else 0.0) for e in self.extras]
+        rows = []
+        for t in tickets:
+            rows.append(read_metrics(t.stage / "metrics.jsonl", upto_step=self.step if resumed else -1))
+            write_metrics(t.stage / "metrics.jsonl", rows[-1])
+        if any(not r for r in rows):
+            self.log(rows, started, loss_sum, loss_count, [k for k in k_all if not rows[k]])
+        bar = tqdm(total=plan.total, initial=self.step, desc=desc, disable=not progress, leave=False, unit="it")
+        while self.step < plan.total:
+            losses = self.train_step()
+            loss_sum += losses
+            loss_count += 1
+            self.step += 1
+            bar.update(1)
+            self.snapshots()
+            if self.step % plan.eval_every == 0 or self.step == plan.total:
+                self.log(rows, started, loss_sum, loss_count, list(k_all))
+                loss_sum.zero_()
+                loss_count = 0
+            if self.step % plan.checkpoint_every == 0 and self.step < plan.total:
+                self.checkpoint(started, loss_sum, loss_count)
+        bar.close()
+        if self.start < plan.total:  # else this very checkpoint is where the group resumed from
+            self.checkpoint(started, loss_sum, loss_count, final=True)
+        for k, t in enumerate(tickets):
+            self.model.write_to(k, t.model)
+        return rows
+
+    def train_step(self) -> torch.Tensor:
+        step = self.step
+        lrs = {t.plan.lr(step) for t in self.tickets}
+        if len(lrs) != 1:
+            raise ValueError(f"batched tickets need one learning rate per step, got {sorted(lrs)} at step {step}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lrs.pop()
+        xb, yb = self.batch(step)
+        losses = F.cross_entropy(self.model(xb), yb, reduction="none").mean(1)
+        values = losses.detach().double().cpu()
+        if not torch.isfinite(values).all():
+            k = int((~torch.isfinite(values)).nonzero()[0])
+            t = self.tickets[k]
+            raise Diverged(f"loss became {values[k].item()} at step {step} ({t.desc or t.stage.name}); "
+                           f"lower train.lr or check the data; results so far are kept in {t.stage}")
+        for p in self.model.params.values():
+            p.grad = None
+        losses.sum().backward()
+        with torch.no_grad():
+            if self.masks:
+                torch._foreach_mul_([p.grad for p, _ in self.masks], [m for _, m in self.masks])
+            self.optimizer.step()
+            if self.reapply and self.masks:
+                torch._foreach_mul_([p.detach() for p, _ in self.masks], [m for _, m in self.masks])
+        return values
+
+    def snapshots(self) -> None:
+        for k, t in enumerate(self.tickets):
+            if t.snapshot and self.step == t.snapshot[0]:
+                t.snapshot[1](self.model.write_to(k, t.model))

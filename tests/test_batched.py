@@ -1,0 +1,271 @@
+"""Ticket batching: K copies trained as one batched model equal K separate runs of `train`; resumable; in the engine."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from ticketlab.batching import StackedModel, Ticket, batchable, train_batched
+from ticketlab.batching.trainer import NEXT, reconcile
+from ticketlab.config import TrainConfig
+from ticketlab.data import InMemory, Splits
+from ticketlab.data.augment import AUGMENTATIONS
+from ticketlab.files import load_tensors
+from ticketlab.lottery import Lottery, balanced_chunks, run_lotteries
+from ticketlab.masks import Masks
+from ticketlab.models import build_model
+from ticketlab.presets import build_config
+from ticketlab.pruning import PruneSpec, prune
+from ticketlab.training import make_plan, train
+
+from .conftest import Tiny, assert_user_error, run_cli
+
+ATOL = 1e-5
+
+
+def splits_for(shape, seed, n=(48, 12, 12), classes=3):
+    g = torch.Generator().manual_seed(seed)
+    total = sum(n)
+    x = torch.randn(total, *shape, generator=g)
+    y = ((x.flatten(1)[:, 0] > 0).long() + (x.flatten(1)[:, 1] > 0.5).long()) % classes
+    a, b = n[0], n[0] + n[1]
+    return Splits(InMemory(x[:a], y[:a]), InMemory(x[a:b], y[a:b]), InMemory(x[b:], y[b:]), num_classes=classes,
+                  input_shape=tuple(shape), name="tiny")
+
+
+MODELS = {
+    "mlp": (lambda seed: build_model("mlp", num_classes=3, seed=seed, hidden=(32, 16), input_shape=(1, 6, 6)),
+            (1, 6, 6)),
+    "conv2": (lambda seed: build_model("conv2", num_classes=3, seed=seed), (3, 32, 32)),
+}
+
+
+def tickets_for(name, tmp_path, cfg, k=3, shared_data=False, n=(48, 12, 12), batch=8):
+    """k copies with their own init, masks (other densities), data seed and — unless shared_data — data split."""
+    factory, shape = MODELS[name]
+    shared = splits_for(shape, 0, n)
+    out = []
+    for i in range(k):
+        model = factory(10 + i)
+        masks = prune(model, Masks.ones(model), PruneSpec(rate=0.3 + 0.2 * i, scope="global"))
+        splits = shared if shared_data else splits_for(shape, i, n)
+        plan = make_plan(cfg, len(splits.train), batch, data_seed=100 + i)
+        out.append(Ticket(model, masks, splits, plan, tmp_path / f"copy{i}"))
+    return out
+
+
+def separate(tickets, cfg, tmp_path, augment=None):
+    """The reference: each copy trained alone by ticketlab.training.train."""
+    results = []
+    for i, t in enumerate(tickets):
+        model = copy.deepcopy(t.model)
+        rows = train(model, t.masks, t.splits, cfg, copy.copy(t.plan), tmp_path / f"alone{i}", augment=augment)
+        results.append((rows, {n: p.detach().clone() for n, p in model.named_parameters()}))
+    return results
+
+
+def assert_rows_close(batched, alone):
+    assert [r["step"] for r in batched] == [r["step"] for r in alone]
+    for b, a in zip(batched, alone, strict=True):
+        for key in ("train_loss", "val_loss", "test_loss"):
+            assert (b[key] is None) == (a[key] is None) and (a[key] is None or b[key] == pytest.approx(a[key],
+                                                                                                   abs=ATOL)), key
+        assert (b["val_acc"], b["test_acc"], b["lr"]) == (a["val_acc"], a["test_acc"], a["lr"])
+
+
+@pytest.mark.parametrize("name,optimizer", [("mlp", "sgd"), ("mlp", "adam"), ("mlp", "adamw"), ("conv2", "sgd"),
+                                            ("conv2", "adam")])
+def test_batched_equals_separate_runs(tmp_path, name, optimizer):
+    steps = 4 if name == "conv2" else 24
+    cfg = TrainConfig(steps=f"{steps}it", optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
+                      momentum=0.9, weight_decay=5e-3, eval_every=f"{steps // 2}it", checkpoint_every="1000it")
+    small = {"k": 2, "n": (16, 4, 4), "batch": 4} if name == "conv2" else {}  # conv2 is 4.3M weights, 32x32 input
+    augment = AUGMENTATIONS.get("cifar") if name == "conv2" else None  # seeded per copy, as `train` seeds it
+    tickets = tickets_for(name, tmp_path, cfg, **small)
+    start = [{n: p.detach().clone() for n, p in t.model.named_parameters()} for t in tickets]
+    expected = separate(tickets, cfg, tmp_path, augment)
+    rows = train_batched(tickets, cfg, augment=augment)
+    for t, r, before, (rows_alone, weights_alone) in zip(tickets, rows, start, expected, strict=True):
+        assert_rows_close(r, rows_alone)
+        assert r == [json.loads(line) for line in (t.stage / "metrics.jsonl").read_text().splitlines()]
+        params = dict(t.model.named_parameters())
+        for n, w in weights_alone.items():
+            assert_weights_close(params[n].detach(), w, cfg, steps)
+            assert not torch.equal(w, before[n])  # it did train
+        for n, m in t.masks.items():
+            assert (params[n][~m] == 0).all()  # pruned weights exactly zero
+
+
+def assert_weights_close(got, want, cfg, steps):
+    """Within ATOL everywhere; under Adam, a few elements may differ by up to 2 lr per step: Adam divides by
+    sqrt(v) + 1e-8, so where a gradient is itself ~1e-8 (a sum that nearly cancels) a rounding difference in the
+    matmuls flips the sign of its step. Changing torch's thread count does the same to separate runs."""
+    diff = (got - want).abs()
+    if cfg.optimizer == "sgd":
+        assert diff.max() <= ATOL, diff.max()
+    else:
+        flipped = int((diff > ATOL).sum())
+        assert flipped <= max(4, 1e-5 * diff.numel()) and diff.max() <= 2 * cfg.lr * steps, (flipped, diff.max())
+
+
+def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):
+    cfg = TrainConfig(steps="10it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.1, eval_every="10it")
+    tickets = tickets_for("mlp", tmp_path, cfg, k=2)
+    train_batched(tickets, cfg)
+    state, _ = load_tensors(tickets[0].stage / "checkpoint.safetensors")  # the final one: weights only
+    assert not any(k.startswith("opt.") for k in state)
+    for t in tickets:
+        params = dict(t.model.named_parameters())
+        assert all((params[n][~m] == 0).all() for n, m in t.masks.items())
+
+
+CRASH_CFG = TrainConfig(steps="12it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, eval_every="3it",
+                        checkpoint_every="4it")
+
+
+def strip_wall(path):
+    return [{k: v for k, v in json.loads(line).items() if k != "wall"} for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tickets = tickets_for("mlp", tmp_path_factory.mktemp("ref"), CRASH_CFG, k=3)
+    train_batched(tickets, CRASH_CFG)
+    return tickets
+
+
+@pytest.mark.parametrize("crash_at", [1, 3, 5, 8, 13])
+def test_resume_after_crash_at_any_checkpoint_write_gives_identical_results(tmp_path, monkeypatch, uninterrupted,
+                                                                            crash_at):
+    """A crash between any two checkpoint files of a group (within phase 1, within phase 2, between them, in the
+    final one) resumes bit-identically: counts both checkpoint writes and renames (os.replace, also used inside
+    every atomic write)."""
+    import ticketlab.batching.trainer as trainer
+
+    real_save, real_replace, calls = trainer.save_checkpoint, trainer.os.replace, {"n": 0}
+
+    def counting(fn):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == crash_at:
+                raise KeyboardInterrupt  # the process dies here
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(trainer, "save_checkpoint", counting(real_save))
+    monkeypatch.setattr(trainer.os, "replace", counting(real_replace))
+    with pytest.raises(KeyboardInterrupt):
+        train_batched(tickets_for("mlp", tmp_path, CRASH_CFG, k=3), CRASH_CFG)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(trainer.os, "replace", real_replace)
+    resumed = tickets_for("mlp", tmp_path, CRASH_CFG, k=3)  # a fresh process: the start weights again
+    train_batched(resumed, CRASH_CFG)
+    for t, ref in zip(resumed, uninterrupted, strict=True):
+        want = dict(ref.model.named_parameters())
+        assert all(torch.equal(p, want[n]) for n, p in t.model.named_parameters())
+        assert strip_wall(t.stage / "metrics.jsonl") == strip_wall(ref.stage / "metrics.jsonl")
+
+
+def test_reconcile_promotes_complete_and_drops_partial_checkpoints(tmp_path):
+    from ticketlab.store import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    stages = [tmp_path / f"s{i}" for i in range(3)]
+    for s in stages:
+        s.mkdir()
+        save_checkpoint(s / "checkpoint.safetensors", model, opt, {"step": 4})
+    save_checkpoint(stages[0] / NEXT, model, opt, {"step": 8})  # phase 1 stopped after the first copy
+    reconcile(stages)
+    assert not any((s / NEXT).exists() for s in stages)
+    assert all(json.loads(load_tensors(s / "checkpoint.safetensors")[1]["extra"])["step"] == 4 for s in stages)
+    for s in stages[1:]:  # phase 1 complete, phase 2 renamed the first copy only
+        save_checkpoint(s / NEXT, model, opt, {"step": 8})
+    save_checkpoint(stages[0] / "checkpoint.safetensors", model, opt, {"step": 8})
+    reconcile(stages)
+    assert all(json.loads(load_tensors(s / "checkpoint.safetensors")[1]["extra"])["step"] == 8 for s in stages)
+
+
+def test_which_models_batch():
+    for name in ("lenet300", "lenet5", "conv2", "mlp"):
+        assert batchable(build_model(name, seed=0)), name
+    assert not batchable(build_model("resnet20", seed=0))  # batch norm buffers
+    assert not batchable(Tiny())  # a custom forward
+    models = [build_model("lenet5", seed=s) for s in range(2)]
+    x = torch.randn(5, 1, 28, 28)
+    stacked = StackedModel(models)
+    shared = stacked(x, shared=True).transpose(1, 2)
+    torch.testing.assert_close(shared, torch.stack([m(x) for m in models]), atol=1e-5, rtol=0)
+
+
+def test_balanced_chunks():
+    assert [len(c) for c in balanced_chunks(list(range(9)), 8)] == [5, 4]
+    assert [len(c) for c in balanced_chunks(list(range(9)), 16)] == [9]
+    assert [len(c) for c in balanced_chunks(list(range(3)), 1)] == [1, 1, 1]
+
+
+FAST = ["train.steps=30it", "train.eval_every=10it", "train.checkpoint_every=20it", "lottery.levels=1",
+        "lottery.baselines=[random_pruning,random_reinit,oneshot]"]
+
+
+def engine_run(tmp_path, batch):
+    lotteries = [Lottery.open(build_config("mlp-digits", overrides=[*FAST, f"train.batch_tickets={batch}",
+                                                                      f"seeds.init={s}", f"seeds.data={s}"]), tmp_path)
+                 for s in (0, 1)]
+    return run_lotteries(lotteries)
+
+
+@pytest.fixture(scope="module")
+def batched_runs(tmp_path_factory):
+    return engine_run(tmp_path_factory.mktemp("batched"), 16)
+
+
+def test_engine_batches_seeds_and_baselines_like_separate_runs(tmp_path, batched_runs):
+    batched, alone = batched_runs, engine_run(tmp_path / "alone", 1)
+    assert [s.root.name for s in batched] == [s.root.name for s in alone]  # batch_tickets is not in the hash
+    for b, a in zip(batched, alone, strict=True):
+        for stage in ["level_00", "level_01", "level_01/baselines/oneshot", "level_01/baselines/random_reinit",
+                      "level_01/baselines/random_pruning"]:
+            sb = json.loads((b.root / stage / "summary.json").read_text())
+            sa = json.loads((a.root / stage / "summary.json").read_text())
+            assert (sb["batched"], sa["batched"]) == ((2 if stage == "level_00" else 8), 1)
+            assert sb["density"] == sa["density"] and sb["final_test_acc"] == pytest.approx(sa["final_test_acc"],
+                                                                                            abs=0.01)
+            wb, wa = load_tensors(b.root / stage / "final.safetensors")[0], load_tensors(a.root / stage /
+                                                                                         "final.safetensors")[0]
+            for n in wa:
+                torch.testing.assert_close(wb[n], wa[n], atol=1e-4, rtol=0)
+            assert not (b.root / stage / "checkpoint.safetensors").exists()
+
+
+def test_bad_batch_tickets_is_refused(tmp_path):
+    assert_user_error(run_cli("run", "mlp-digits", "--batch-tickets", "0", "--runs-dir", tmp_path),
+                      "train.batch_tickets must be >= 1")
+
+
+@pytest.mark.parametrize("where,call", [("summary", 5), ("checkpoint", 10)])
+def test_engine_resumes_a_crashed_batched_run_identically(tmp_path, monkeypatch, batched_runs, where, call):
+    """Crash in the middle of a level's group checkpoint, or while the group's stages are being finalised (2 of 8
+    summaries written): the rerun batches the same stages together and ends with the same files, bit for bit."""
+    import ticketlab.batching.trainer as trainer
+    import ticketlab.lottery as lottery
+
+    from .test_lottery import comparable
+
+    module, name = (lottery, "write_json_atomic") if where == "summary" else (trainer, "save_checkpoint")
+    real, calls = getattr(module, name), {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, crashing)
+    with pytest.raises(KeyboardInterrupt):
+        engine_run(tmp_path, 16)
+    monkeypatch.setattr(module, name, real)
+    resumed = engine_run(tmp_path, 16)
+    for got, want in zip(resumed, batched_runs, strict=True):
+        assert comparable(got.root) == comparable(want.root)
