@@ -138,7 +138,7 @@ def test_summary_states_dense_best_ticket_and_random_pruning(report, two_seeds):
     (group,) = group_runs(load_runs([two_seeds]))
     kept = describe_density(group.row("imp", 1).density.mean)
     assert "Dense network (level 0): test accuracy at early stop 90.50 ± 0.71%" in md
-    assert f"Best ticket (highest mean early-stop test accuracy among levels ≥ 1): level 1, {kept}: 92.50 ± 0.71% " \
+    assert f"Best ticket (highest mean validation accuracy among levels ≥ 1): level 1, {kept}: 92.50 ± 0.71% " \
            "(+2.00 pp vs dense)" in md
     assert "Random pruning at the same level, kept" in md and "88.50 ± 0.71% (-2.00 pp vs dense)" in md
 
@@ -150,7 +150,9 @@ def test_summary_table_compares_dense_best_ticket_and_baselines(two_seeds):
     assert lines[2].startswith("dense (level 0)") and "90.50 ± 0.71" in lines[2] and "85 ± 7" in lines[2]
     assert lines[3].startswith("best IMP ticket (level 1)") and "92.50 ± 0.71" in lines[3]
     assert lines[4].startswith("random pruning (level 1)") and "88.50 ± 0.71" in lines[4]
-    assert [line.split(" (level")[0] for line in lines[5:]] == ["random reinit", "one-shot"]
+    assert [line.split(" (level")[0] for line in lines[5:]] == [
+        "random reinit", "one-shot", "sparsest IMP ticket", "random pruning", "random reinit", "one-shot"]
+    assert lines[7].startswith("sparsest IMP ticket (level 2)")
 
 
 def test_unfinished_stages_are_reported_as_in_progress(tmp_path):
