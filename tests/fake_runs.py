@@ -89,7 +89,8 @@ def write_stage(path: Path, kind: str, level: int, seed: int, masks: Masks, weig
         "kept": kept, "prunable": numels, "params_total": params_total, "params_kept": params_total - (numels - kept),
         "macs_dense": numels, "macs_kept": kept, "steps": STEPS, "early_stop_step": stop,
         "early_stop_val_loss": 1 - acc, "early_stop_test_acc": acc, "final_test_acc": acc - 0.002,
-        "best_test_acc": acc + 0.001, "best_val_acc": acc, "final_val_acc": acc, "layer_density": masks.densities(), "wall": 1.0,
+        "best_test_acc": acc + 0.001, "best_val_acc": acc, "final_val_acc": acc,
+        "layer_density": masks.densities(), "wall": 1.0,
     })
 
 
