@@ -65,18 +65,19 @@ def separate(tickets, cfg, tmp_path, augment=None):
     return results
 
 
-def assert_rows_close(batched, alone):
-    assert [r["step"] for r in batched] == [r["step"] for r in alone]
-    for b, a in zip(batched, alone, strict=True):
-        for key in ("train_loss", "val_loss", "test_loss"):
-            assert (b[key] is None) == (a[key] is None) and (a[key] is None or b[key] == pytest.approx(a[key],
-                                                                                                   abs=ATOL)), key
-        assert (b["val_acc"], b["test_acc"], b["lr"]) == (a["val_acc"], a["test_acc"], a["lr"])
+def without_wall(rows):
+    return [{k: v for k, v in r.items() if k != "wall"} for r in rows]
 
 
-@pytest.mark.parametrize("name,optimizer", [("mlp", "sgd"), ("mlp", "adam"), ("mlp", "adamw"), ("conv2", "sgd"),
-                                            ("conv2", "adam")])
-def test_batched_equals_separate_runs(tmp_path, name, optimizer):
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def check_against_separate_runs(tmp_path, name, optimizer, compare):
     steps = 4 if name == "conv2" else 24
     cfg = TrainConfig(steps=f"{steps}it", optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
                       momentum=0.9, weight_decay=5e-3, eval_every=f"{steps // 2}it", checkpoint_every="1000it")
@@ -87,37 +88,56 @@ def test_batched_equals_separate_runs(tmp_path, name, optimizer):
     expected = separate(tickets, cfg, tmp_path, augment)
     rows = train_batched(tickets, cfg, augment=augment)
     for t, r, before, (rows_alone, weights_alone) in zip(tickets, rows, start, expected, strict=True):
-        assert_rows_close(r, rows_alone)
         assert r == [json.loads(line) for line in (t.stage / "metrics.jsonl").read_text().splitlines()]
         params = dict(t.model.named_parameters())
+        compare(r, rows_alone, params, weights_alone, cfg, steps)
+        assert all(not torch.equal(w, before[n]) for n, w in weights_alone.items())  # it did train
+        assert all((params[n][~m] == 0).all() for n, m in t.masks.items())  # pruned weights exactly zero
+
+
+@pytest.mark.parametrize("name,optimizer", [("mlp", "sgd"), ("mlp", "adam"), ("mlp", "adamw"), ("conv2", "sgd"),
+                                            ("conv2", "adam")])
+def test_batched_equals_separate_runs_bit_for_bit_on_one_thread(tmp_path, one_thread, name, optimizer):
+    """Own init, masks, data order and data split per copy; metrics (but wall time) and weights all equal."""
+    def identical(rows, rows_alone, params, weights_alone, cfg, steps):
+        assert without_wall(rows) == without_wall(rows_alone)
+        assert all(torch.equal(params[n], w) for n, w in weights_alone.items())
+
+    check_against_separate_runs(tmp_path, name, optimizer, identical)
+
+
+def test_batched_matches_separate_runs_on_all_threads(tmp_path):
+    """With more threads the numbers differ as runs of `train` with different thread counts differ (a small matmul
+    split across threads rounds differently): within 1e-5, but for a few weights where Adam divides a near-zero
+    gradient by sqrt(v) + 1e-8 and the rounding flips its step, by at most 2 lr per step."""
+    def close(rows, rows_alone, params, weights_alone, cfg, steps):
+        assert [r["step"] for r in rows] == [r["step"] for r in rows_alone]
+        for b, a in zip(rows, rows_alone, strict=True):
+            for key in ("train_loss", "val_loss", "test_loss"):
+                assert b[key] == pytest.approx(a[key], abs=ATOL) if a[key] is not None else b[key] is None
         for n, w in weights_alone.items():
-            assert_weights_close(params[n].detach(), w, cfg, steps)
-            assert not torch.equal(w, before[n])  # it did train
-        for n, m in t.masks.items():
-            assert (params[n][~m] == 0).all()  # pruned weights exactly zero
+            diff = (params[n].detach() - w).abs()
+            flipped = int((diff > ATOL).sum())
+            assert flipped <= max(4, 1e-5 * diff.numel()) and diff.max() <= 2 * cfg.lr * steps, (flipped, diff.max())
 
-
-def assert_weights_close(got, want, cfg, steps):
-    """Within ATOL everywhere; under Adam, a few elements may differ by up to 2 lr per step: Adam divides by
-    sqrt(v) + 1e-8, so where a gradient is itself ~1e-8 (a sum that nearly cancels) a rounding difference in the
-    matmuls flips the sign of its step. Changing torch's thread count does the same to separate runs."""
-    diff = (got - want).abs()
-    if cfg.optimizer == "sgd":
-        assert diff.max() <= ATOL, diff.max()
-    else:
-        flipped = int((diff > ATOL).sum())
-        assert flipped <= max(4, 1e-5 * diff.numel()) and diff.max() <= 2 * cfg.lr * steps, (flipped, diff.max())
+    check_against_separate_runs(tmp_path, "mlp", "adam", close)
 
 
 def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):
+    from ticketlab.batching.trainer import BatchedRun
+
     cfg = TrainConfig(steps="10it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.1, eval_every="10it")
     tickets = tickets_for("mlp", tmp_path, cfg, k=2)
-    train_batched(tickets, cfg)
-    state, _ = load_tensors(tickets[0].stage / "checkpoint.safetensors")  # the final one: weights only
-    assert not any(k.startswith("opt.") for k in state)
-    for t in tickets:
-        params = dict(t.model.named_parameters())
-        assert all((params[n][~m] == 0).all() for n, m in t.masks.items())
+    run = BatchedRun(tickets, cfg, None)
+    for _ in range(10):
+        run.train_step()
+        run.step += 1
+    for k, t in enumerate(tickets):
+        for j, name in enumerate(run.model.names):
+            if name in t.masks:
+                pruned = ~t.masks[name]
+                assert (run.model.params[name][k][pruned] == 0).all()
+                assert (run.optimizer.state[run.views[j][k]]["momentum_buffer"][pruned] == 0).all()
 
 
 CRASH_CFG = TrainConfig(steps="12it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, eval_every="3it",
@@ -125,7 +145,7 @@ CRASH_CFG = TrainConfig(steps="12it", optimizer="sgd", lr=0.05, momentum=0.9, we
 
 
 def strip_wall(path):
-    return [{k: v for k, v in json.loads(line).items() if k != "wall"} for line in path.read_text().splitlines()]
+    return without_wall(json.loads(line) for line in path.read_text().splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +215,7 @@ def test_which_models_batch():
     models = [build_model("lenet5", seed=s) for s in range(2)]
     x = torch.randn(5, 1, 28, 28)
     stacked = StackedModel(models)
-    shared = stacked(x, shared=True).transpose(1, 2)
+    shared = stacked(x, shared=True)
     torch.testing.assert_close(shared, torch.stack([m(x) for m in models]), atol=1e-5, rtol=0)
 
 
@@ -221,22 +241,24 @@ def batched_runs(tmp_path_factory):
     return engine_run(tmp_path_factory.mktemp("batched"), 16)
 
 
-def test_engine_batches_seeds_and_baselines_like_separate_runs(tmp_path, batched_runs):
-    batched, alone = batched_runs, engine_run(tmp_path / "alone", 1)
+def test_engine_batches_seeds_and_baselines_bit_for_bit_like_separate_runs(tmp_path, one_thread):
+    """2 seeds x (IMP + 3 baselines) per level: level 0 trains 2 tickets batched, level 1 trains 8; on one thread
+    every file equals the unbatched run's (the summary's `batched` and wall times aside)."""
+    from .test_lottery import comparable
+
+    batched, alone = engine_run(tmp_path / "batched", 16), engine_run(tmp_path / "alone", 1)
     assert [s.root.name for s in batched] == [s.root.name for s in alone]  # batch_tickets is not in the hash
     for b, a in zip(batched, alone, strict=True):
-        for stage in ["level_00", "level_01", "level_01/baselines/oneshot", "level_01/baselines/random_reinit",
-                      "level_01/baselines/random_pruning"]:
-            sb = json.loads((b.root / stage / "summary.json").read_text())
-            sa = json.loads((a.root / stage / "summary.json").read_text())
-            assert (sb["batched"], sa["batched"]) == ((2 if stage == "level_00" else 8), 1)
-            assert sb["density"] == sa["density"] and sb["final_test_acc"] == pytest.approx(sa["final_test_acc"],
-                                                                                            abs=0.01)
-            wb, wa = load_tensors(b.root / stage / "final.safetensors")[0], load_tensors(a.root / stage /
-                                                                                         "final.safetensors")[0]
-            for n in wa:
-                torch.testing.assert_close(wb[n], wa[n], atol=1e-4, rtol=0)
-            assert not (b.root / stage / "checkpoint.safetensors").exists()
+        for stage, k in [("level_00", 2), ("level_01", 8), ("level_01/baselines/oneshot", 8)]:
+            assert json.loads((b.root / stage / "summary.json").read_text())["batched"] == k
+            assert json.loads((a.root / stage / "summary.json").read_text())["batched"] == 1
+        got, want = comparable(b.root), comparable(a.root)
+        for files in (got, want):
+            for name, content in files.items():
+                if name.endswith("summary.json"):
+                    content.pop("batched")
+        assert got == want
+        assert not list(b.root.rglob("checkpoint*.safetensors"))
 
 
 def test_bad_batch_tickets_is_refused(tmp_path):

@@ -1,11 +1,15 @@
 """K copies of one architecture as one model: parameters stacked to (K, *shape), one forward pass for all copies.
 
-Linear layers run as one batched matmul (baddbmm) in a feature-major layout (K, features, batch), so the weight
-gradient comes out of the backward pass contiguous, as the parameter is (no copy in AccumulateGrad). Convolutions run
-copy by copy on (K, batch, channels, *spatial): a grouped convolution (groups = K) was no faster here (measured on 2
-CPU cores: convolutions are big enough alone) and sums in another order, which Adam amplifies where gradients are
-near zero; copy by copy, a convolution computes exactly what the copy's own model computes. When all copies see the
-same input (evaluation), the first Linear layer is one GEMM over the stacked weights.
+Linear layers run as one batched matmul per pass (baddbmm over (K, batch, features)), each copy's product in the
+orientation nn.Linear uses, with a backward of our own that writes the weight gradient as (K, out, in), the layout of
+the parameter (autograd's would be transposed, and copied). On CPU, torch runs a batched matmul copy by copy on one
+thread each, so every copy's numbers are bit for bit those of its own model trained with one thread (tested; with more
+threads nn.Linear splits small matmuls across threads and rounds differently; a transposed, "feature-major" batched
+layout was 8% faster but rounds differently, and Adam turns rounding differences in near-zero gradients into different
+steps). Convolutions run copy by copy on (K, batch, channels, *spatial): a grouped convolution (groups = K) was no
+faster here (convolutions are big enough alone) and rounds differently; copy by copy, a convolution computes exactly
+what the copy's own model computes. When all copies see the same input (evaluation), the first Linear layer is one
+GEMM over the stacked weights (the same numbers: it splits the work by rows and columns only).
 
 Supported: nn.Sequential models (nested allowed) of Linear, Conv1d/2d, elementwise activations, pooling, Flatten and
 Identity, without buffers — the MLPs and convnets of the zoo. `batchable(model)` checks a model, also by comparing one
@@ -21,7 +25,7 @@ POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgP
 CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d}
 SUPPORTED = (nn.Linear, nn.Flatten, *CONVS, *ELEMENTWISE, *POOLS)
 
-RAW, IMAGE, FEATURES = "raw", "image", "features"  # layouts: (K, B, *input) | (K, B, C, *spatial) | (K, F, B)
+RAW, IMAGE, FEATURES = "raw", "image", "features"  # layouts: (K, B, *input) | (K, B, C, *spatial) | (K, B, F)
 
 
 class Unsupported(Exception):
@@ -84,7 +88,7 @@ class StackedModel:
         return {n: p.index_select(0, index) for n, p in self.params.items()}
 
     def __call__(self, x: torch.Tensor, shared: bool = False, params: dict | None = None) -> torch.Tensor:
-        """Logits (K, classes, B) for per-copy inputs x (K, B, *input), or one input (B, *input) seen by all;
+        """Logits (K, B, classes) for per-copy inputs x (K, B, *input), or one input (B, *input) seen by all;
         `params` (from `select`) runs some of the copies only."""
         params = self.params if params is None else params
         h, layout = x, RAW
@@ -116,12 +120,40 @@ def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, l
 
 
 def linear(w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
-    """w (K, O, F); h (K, F, B), or (F, B) when shared -> (K, O, B)."""
-    if shared:  # one GEMM over the stacked weights
-        flat = w.reshape(-1, w.shape[-1])
-        out = flat @ h if b is None else torch.addmm(b.reshape(-1, 1), flat, h)
-        return out.view(w.shape[0], w.shape[1], h.shape[-1])
-    return torch.bmm(w, h) if b is None else torch.baddbmm(b.unsqueeze(-1), w, h)
+    """w (K, O, F); h (K, B, F), or (B, F) when shared -> (K, B, O)."""
+    if shared:  # one GEMM over the stacked weights: (B, F) @ (F, K*O)
+        flat = w.reshape(-1, w.shape[-1]).t()
+        out = h @ flat if b is None else torch.addmm(b.reshape(1, -1), h, flat)
+        return out.view(h.shape[0], w.shape[0], w.shape[1]).transpose(0, 1)
+    return BatchedLinear.apply(h, w, b)
+
+
+class BatchedLinear(torch.autograd.Function):
+    """h (K, B, F) @ w(K, O, F)^T + b (K, O), per copy as nn.Linear computes it; gradients laid out as w and b."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(h, w)
+        ctx.has_bias = b is not None
+        return matmul(h, w.mT, b)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, w = ctx.saved_tensors  # as nn.Linear's backward: grad @ w, grad^T @ h, grad summed over the batch
+        grad_h = matmul(grad, w) if ctx.needs_input_grad[0] else None
+        return grad_h, matmul(grad.mT, h), grad.sum(1) if ctx.has_bias else None
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a[k] @ b[k] (+ bias[k]) for every copy k, with the numbers torch.mm / torch.addmm give: one batched matmul where
+    it computes the same (tested; torch multiplies products under 400 multiply-adds, and vectors, its own way), else
+    copy by copy."""
+    rows, inner, cols = a.shape[1], a.shape[2], b.shape[2]
+    if rows * inner * cols >= 400 and min(rows, cols) > 1:
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
+    if bias is None:
+        return torch.stack([torch.mm(x, y) for x, y in zip(a, b, strict=True)])
+    return torch.stack([torch.addmm(c, x, y) for x, y, c in zip(a, b, bias, strict=True)])
 
 
 def conv(module: nn.Module, w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
@@ -141,8 +173,8 @@ def to_features(h: torch.Tensor, layout: str, shared: bool, k: int) -> torch.Ten
     if layout == FEATURES:
         return h
     if shared:
-        return h.reshape(h.shape[0], -1).t()  # (B, ...) -> (F, B)
-    return h.reshape(k, h.shape[1], -1).transpose(1, 2)  # (K, B, ...) -> (K, F, B)
+        return h.reshape(h.shape[0], -1)  # (B, ...) -> (B, F)
+    return h.reshape(k, h.shape[1], -1)  # (K, B, ...) -> (K, B, F)
 
 
 def batchable(model: nn.Module, input_shape=None) -> bool:
@@ -155,7 +187,7 @@ def batchable(model: nn.Module, input_shape=None) -> bool:
         stacked = StackedModel([model, model], device=next(model.parameters()).device)
         x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(0)).to(stacked.params[stacked.names[0]])
         with torch.no_grad():
-            ours = stacked(x).transpose(1, 2)
+            ours = stacked(x)
             theirs = torch.stack([model(x[0]), model(x[1])])
     except (Unsupported, RuntimeError, StopIteration):
         return False

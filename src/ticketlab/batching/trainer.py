@@ -1,11 +1,12 @@
 """Train K tickets of one architecture at once: one stacked model, one optimizer, per-copy everything else.
 
 Each copy keeps its own initial weights, masks, data order (its plan's data seed, so its own batch indices), data
-splits and optimizer state. The optimizer (`make_optimizer`, fused) steps the stacked tensors: its update is element by
-element, so on a stack it is bit for bit the update K separate optimizers make (tested), in one kernel per tensor
-instead of K. The copies' losses are summed before the backward pass; as no operation mixes copies, each copy's
-gradient is its own loss's gradient. Results equal K runs of `ticketlab.training.train` up to floating-point rounding:
-batched matmuls sum in another order (and Adam turns such differences in near-zero gradients into sign flips).
+splits and optimizer state: one optimizer (`make_optimizer`, fused: one call for all) holds every copy's parameters
+as separate views into the stacked storage, so each update is the one the copy's own optimizer makes, bit for bit (on
+one stacked tensor the fused kernel would round a few elements differently: vectorised where a copy alone has its
+scalar tail). The copies' losses are summed before the backward pass; as no operation mixes copies, each copy's
+gradient is its own loss's gradient. With one thread, results equal K runs of `ticketlab.training.train` bit for bit
+(MLPs and convnets; tested); with more, as much as runs of `train` with different thread counts do (see stacked.py).
 
 Each copy's stage directory gets exactly the files `train` writes (metrics.jsonl, checkpoint.safetensors in the same
 format), so reports read them unchanged and a stage can resume batched or alone. Checkpoints of a group are written
@@ -30,7 +31,7 @@ from ..config import TrainConfig
 from ..masks import Masks
 from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
 from ..training import EVAL_BATCH, ZERO_PRESERVING, Diverged, Plan, batch_indices, make_optimizer, resolve_device
-from .stacked import StackedModel
+from .stacked import CONVS, StackedModel
 
 NEXT = "checkpoint.next.safetensors"
 
@@ -108,35 +109,15 @@ def resume_step(ticket: Ticket) -> int:
 
 
 class CopyState:
-    """What `store.save_checkpoint` needs of an optimizer, for copy k of the stacked one: its slice of every state
-    tensor (per-parameter scalars such as Adam's step count are shared by the copies)."""
+    """What `store.save_checkpoint` needs of an optimizer, for copy k of the batched one: the state of its n
+    parameters (indices k*n .. k*n+n-1), numbered as its own optimizer numbers them."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, k: int, with_state: bool = True):
-        self.optimizer, self.k, self.with_state = optimizer, k, with_state
+    def __init__(self, optimizer: torch.optim.Optimizer, k: int, n: int, with_state: bool = True):
+        self.optimizer, self.k, self.n, self.with_state = optimizer, k, n, with_state
 
     def state_dict(self) -> dict:
-        if not self.with_state:
-            return {"state": {}}
-        state = self.optimizer.state_dict()["state"]
-        return {"state": {j: {key: v[self.k] if isinstance(v, torch.Tensor) and v.dim() else v
-                              for key, v in s.items()} for j, s in state.items()}}
-
-
-def stack_states(states: list[dict]) -> dict:
-    """The stacked optimizer's state from the copies' own (inverse of CopyState): tensors stacked, scalars shared."""
-    out = {}
-    for j, first in states[0].items():
-        out[j] = {}
-        for key, value in first.items():
-            values = [s[j][key] for s in states]
-            if isinstance(value, torch.Tensor) and value.dim():
-                out[j][key] = torch.stack(values)
-            else:
-                same = [torch.equal(v, value) if isinstance(value, torch.Tensor) else v == value for v in values]
-                if not all(same):
-                    raise ValueError(f"copies resume with different optimizer {key!r}: {values}")
-                out[j][key] = value
-    return out
+        state = self.optimizer.state_dict()["state"] if self.with_state else {}
+        return {"state": {j: state[self.k * self.n + j] for j in range(self.n) if self.k * self.n + j in state}}
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
@@ -150,9 +131,12 @@ class BatchedRun:
         self.step = self.start = resume_step(tickets[0])
         self.extras = [self.restore(t) for t in tickets]  # per copy: its model and optimizer state as saved
         self.model = StackedModel([t.model for t in tickets], self.device)
-        self.optimizer = make_optimizer(list(self.model.params.values()), cfg)
+        self.n = len(self.model.names)
+        self.views = [self.model.params[name].detach().unbind(0) for name in self.model.names]  # [param][copy]
+        self.optimizer = make_optimizer([v[k] for k in range(len(tickets)) for v in self.views], cfg)
         if self.extras[0] is not None:
-            self.optimizer.load_state_dict({"state": stack_states([e.pop("opt") for e in self.extras]),
+            state = {k * self.n + j: s for k, e in enumerate(self.extras) for j, s in e.pop("opt").items()}
+            self.optimizer.load_state_dict({"state": state,
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
         self.masks = self.stacked_masks()
         self.reapply = cfg.optimizer not in ZERO_PRESERVING
@@ -197,25 +181,28 @@ class BatchedRun:
     # -- evaluation ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, split: str) -> list[tuple[float, float]]:
-        """(mean loss, accuracy) of every copy on its own `split`; copies sharing the data share the input."""
+        """(mean loss, accuracy) of every copy on its own `split`, summed as `training.evaluate` sums them (chunks of
+        EVAL_BATCH rows, so the same numbers); copies sharing the data share the input, and run together unless the
+        model has convolutions (whose activations for K copies at once would take K times the memory)."""
         out: list[tuple[float, float]] = [(0.0, 0.0)] * len(self.tickets)
         by_data: dict[int, list[int]] = {}
         for k, t in enumerate(self.tickets):
             by_data.setdefault(id(getattr(t.splits, split)), []).append(k)
+        together = not any(type(m) in CONVS for _, m in self.model.layers)
         for ks in by_data.values():
             data = getattr(self.tickets[ks[0]].splits, split)
-            chunk = max(1, EVAL_BATCH // len(ks))  # activations of the copies together: about one copy's
-            loss, correct = torch.zeros(len(ks), dtype=torch.float64), torch.zeros(len(ks))
-            params = self.model.select(ks)
-            for i in range(0, len(data.x), chunk):
-                xb, yb = data.x[i : i + chunk].to(self.device), data.y[i : i + chunk].to(self.device)
-                logits = self.model(xb, shared=True, params=params)  # (copies, classes, n)
-                target = yb.expand(len(ks), -1)
-                loss += F.cross_entropy(logits, target, reduction="none").sum(1).double().cpu()
-                correct += (logits.argmax(1) == target).sum(1).cpu()
-            n = max(len(data.x), 1)
-            for j, k in enumerate(ks):
-                out[k] = (loss[j].item() / n, correct[j].item() / n)
+            for part in [ks] if together else [[k] for k in ks]:
+                params = self.model.select(part)
+                loss, correct = [0.0] * len(part), [0] * len(part)
+                for i in range(0, len(data.x), EVAL_BATCH):
+                    xb, yb = data.x[i : i + EVAL_BATCH].to(self.device), data.y[i : i + EVAL_BATCH].to(self.device)
+                    logits = self.model(xb, shared=True, params=params)  # (copies, n, classes)
+                    for j in range(len(part)):
+                        loss[j] += F.cross_entropy(logits[j], yb, reduction="sum").item()
+                        correct[j] += (logits[j].argmax(1) == yb).sum().item()
+                n = max(len(data.x), 1)
+                for j, k in enumerate(part):
+                    out[k] = (loss[j] / n, correct[j] / n)
         return out
 
     def log(self, rows: list[list[dict]], started: list[float], loss_sum: torch.Tensor, loss_count: int,
@@ -238,8 +225,8 @@ class BatchedRun:
         for k, t in enumerate(self.tickets):
             extra = {"step": self.step, "loss_sum": loss_sum[k].item(), "loss_count": loss_count,
                      "wall": time.perf_counter() - started[k]}
-            save_checkpoint(t.stage / NEXT, self.model.write_to(k, t.model), CopyState(self.optimizer, k, not final),
-                            extra)
+            save_checkpoint(t.stage / NEXT, self.model.write_to(k, t.model),
+                            CopyState(self.optimizer, k, self.n, with_state=not final), extra)
         for t in self.tickets:
             os.replace(t.stage / NEXT, t.stage / "checkpoint.safetensors")
 
@@ -286,8 +273,11 @@ class BatchedRun:
         for group in self.optimizer.param_groups:
             group["lr"] = lrs.pop()
         xb, yb = self.batch(step)
-        losses = F.cross_entropy(self.model(xb), yb, reduction="none").mean(1)
-        values = losses.detach().double().cpu()
+        logits = self.model(xb)  # (K, B, classes)
+        losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
+        with torch.no_grad():  # the values `train` logs, summed as it sums them (the gradients are the same already)
+            values = torch.tensor([F.cross_entropy(out, y).item() for out, y in zip(logits, yb, strict=True)],
+                                  dtype=torch.float64)
         if not torch.isfinite(values).all():
             k = int((~torch.isfinite(values)).nonzero()[0])
             t = self.tickets[k]
@@ -299,6 +289,9 @@ class BatchedRun:
         with torch.no_grad():
             if self.masks:
                 torch._foreach_mul_([p.grad for p, _ in self.masks], [m for _, m in self.masks])
+            for views, name in zip(self.views, self.model.names, strict=True):
+                for view, grad in zip(views, self.model.params[name].grad.unbind(0), strict=True):
+                    view.grad = grad
             self.optimizer.step()
             if self.reapply and self.masks:
                 torch._foreach_mul_([p.detach() for p, _ in self.masks], [m for _, m in self.masks])
