@@ -17,7 +17,7 @@ from ticketlab.theory.imp import prune_per_neuron, support_recovery
 from ticketlab.theory.init import moment_init, near_teacher
 from ticketlab.theory.neuron_pruning import keep_top_per_sign
 from ticketlab.theory.patchnet import goodness, hinge_and_grad, output_signs
-from ticketlab.theory.student import hessian_at, loss, loss_and_grad, relative_error
+from ticketlab.theory.student import hessian_at, loss, loss_and_grad, relative_error, smoothed_hessian
 from ticketlab.theory.teacher import make_teacher, oracle_mask, sample
 from ticketlab.theory.trainer import TrainSettings, train
 
@@ -62,6 +62,26 @@ def test_hessian_at_teacher_matches_autograd():
 
     expected = torch.autograd.functional.hessian(f, teacher.weights[0][kept])
     assert torch.allclose(hessian_at(teacher.weights, X, mask)[0], expected, atol=1e-12)
+
+
+def test_smoothed_hessian_is_gauss_newton_at_teacher_and_matches_finite_differences_away():
+    teacher = make_teacher(2, 10, 3, 3, gen(), dtype=torch.float64)
+    mask = oracle_mask(teacher, 5, gen(1))
+    X, y = sample(teacher, 200_000, 0.0, gen(2))
+    assert torch.allclose(smoothed_hessian(teacher.weights, X, y, mask, 0.05), hessian_at(teacher.weights, X, mask))
+    # Away from W*, the residual times the kinks' mass bends the loss: the curvature along a direction v, a central
+    # difference of the analytic gradient, must match v^T H v, which Gauss-Newton alone misses.
+    U, V = (torch.randn(teacher.weights.shape, generator=gen(s), dtype=torch.float64) * mask for s in (3, 4))
+    unit = lambda t: t / t.flatten(1).norm(dim=1).view(-1, 1, 1)  # noqa: E731
+    W = teacher.weights + 0.3 * unit(U) * teacher.weights.flatten(1).norm(dim=1).view(-1, 1, 1)
+    V, h = unit(V), 1e-2
+    along = ((loss_and_grad(W + h * V, X, y, mask)[1] - loss_and_grad(W - h * V, X, y, mask)[1]) * V).flatten(1)
+    v = torch.stack([V[t][mask[t]] for t in range(2)])  # kept weights, neuron-major like the Hessian
+    quadratic = lambda H: torch.einsum("ti,tij,tj->t", v, H, v)  # noqa: E731
+    smoothed, gauss_newton = quadratic(smoothed_hessian(W, X, y, mask, 0.01)), quadratic(hessian_at(W, X, mask))
+    fd = along.sum(1) / (2 * h)
+    assert torch.allclose(smoothed, fd, rtol=0.05)
+    assert (gauss_newton - fd).abs().max() > 5 * (smoothed - fd).abs().max()
 
 
 def test_noiseless_oracle_training_recovers_teacher_to_1e_6():

@@ -30,7 +30,7 @@ class ErrorSettings:
     rs: tuple[int, ...] = (10, 15, 20, 30, 40, 50, 70, 100)
     r_fixed: int = 20  # r of the error-vs-N sweep
     Ns: tuple[int, ...] = (500, 1000, 2000, 4000, 8000)
-    trials: int = 20
+    trials: int = 12
     delta: float = 0.3
     lr: float = 0.5  # in units of K²
     momentum: float = 0.9

@@ -65,3 +65,36 @@ def hessian_at(W: torch.Tensor, X: torch.Tensor, mask: torch.Tensor) -> torch.Te
     active = (X @ W.transpose(1, 2) > 0).to(W.dtype)  # (T, N, K)
     J = torch.gather(X, 2, index.expand(T, N, K * r)) * active.repeat_interleave(r, dim=2)
     return J.transpose(1, 2) @ J / (N * K * K)
+
+
+def kept_inputs(X: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(T, N, K, r): the inputs each neuron keeps; every neuron of a trial must keep the same number r."""
+    T, K, d = mask.shape
+    r = int(mask[0, 0].sum())
+    index = mask.nonzero()[:, 2].reshape(T, 1, K, r)
+    return torch.gather(X.unsqueeze(2).expand(-1, -1, K, -1), 3, index.expand(-1, X.shape[1], -1, -1))
+
+
+def smoothed_hessian(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, width: float,
+                     Xk: torch.Tensor | None = None) -> torch.Tensor:
+    """Hessian of the empirical loss over the kept weights, (T, K*r, K*r), with the kinks smoothed.
+
+    Away from zero residual the a.e. Hessian (Gauss-Newton, PSD everywhere) misses what makes ReLU losses
+    non-convex: the residual times the Dirac mass where a pre-activation crosses zero,
+      d2f/dw_j2 += 1/(N K) sum_n residual_n delta(<w_j, x_n>) x_n x_n^T.
+    delta is replaced by a box of half-width width·||w_j|| (<w_j, x> ~ N(0, ||w_j||^2) for Gaussian x), which is
+    the second difference of the loss over that band. `Xk` (kept_inputs) may be passed to reuse it."""
+    T, K, d = W.shape
+    N = X.shape[1]
+    Xk = kept_inputs(X, mask) if Xk is None else Xk
+    r = Xk.shape[-1]
+    Z = X @ W.transpose(1, 2)  # (T, N, K)
+    residual = torch.relu(Z).mean(-1) - y  # (T, N)
+    J = (Xk * (Z > 0).to(X.dtype).unsqueeze(-1)).reshape(T, N, K * r)
+    H = J.transpose(1, 2) @ J / (N * K * K)
+    eps = (width * W.norm(dim=2)).unsqueeze(1)  # (T, 1, K)
+    band = (Z.abs() < eps).to(X.dtype) / (2 * eps) * residual.unsqueeze(-1) / (N * K)  # (T, N, K)
+    per_neuron = Xk.permute(0, 2, 1, 3)  # (T, K, N, r)
+    kink = (per_neuron * band.transpose(1, 2).unsqueeze(-1)).transpose(2, 3) @ per_neuron  # (T, K, r, r)
+    H.view(T, K, r, K, r).diagonal(dim1=1, dim2=3).add_(kink.permute(0, 2, 3, 1))
+    return H
