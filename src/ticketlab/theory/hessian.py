@@ -170,14 +170,21 @@ def draw(s, rows, fits, out) -> None:
     axes[0].set_xlabel("r/N")
     axes[0].set_ylabel("λ_min(Hessian at W*) · K²")
     axes[0].legend()
-    for ax, key, label in ((axes[1], "lambda_min/lambda_pop", "λ_min / λ_pop(r)"), (axes[2], "radius", "radius")):
-        fit = fits.get(f"{key} = a + slope·sqrt(r/N)")
-        if fit:
-            xs = torch.tensor([0.0, max(row["sqrt_r_over_N"] for row in rows)])
-            ax.plot(xs, fit["intercept"] + fit["slope"] * xs, "k--", lw=1,
+    panels = ((axes[1], "lambda_min/lambda_pop", "lambda_ratio", "λ_min / λ_pop(r)"),
+              (axes[2], "radius", "radius", "radius (relative distance)"))
+    for ax, fitted, column, ylabel in panels:
+        fit = fits.get(f"{fitted} = a + slope·sqrt(r/N)")
+        if fit:  # drawn over the probed range only, and never below zero
+            shown = [row["sqrt_r_over_N"] for row in rows if math.isfinite(row[column])]
+            xs = torch.linspace(0.0 if column == "lambda_ratio" else min(shown), max(shown), 50)
+            ys = fit["intercept"] + fit["slope"] * xs
+            ax.plot(xs[ys >= 0], ys[ys >= 0], "k--", lw=1,
                     label=f"fit {fit['intercept']:.2f} {fit['slope']:+.2f}·sqrt(r/N)")
         ax.set_xlabel("sqrt(r/N)")
-        ax.set_ylabel(label + (" (relative distance)" if key == "radius" else ""))
+        ax.set_ylabel(ylabel)
+    axes[2].axhline(s.radii[-1], color="0.6", ls=":", lw=1, label="grid end: lower bounds")
+    axes[2].set_ylim(bottom=0)
+    for ax in axes[1:]:
         ax.legend(fontsize=7)
     axes[1].set_title(f"d={s.d}, K={s.K}, r*={s.r_star}, {s.trials} trials; median, IQR")
     out.png("hessian.png", fig)
