@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed
 from .batching import Ticket, batchable, train_batched
 from .config import Config, parse_duration
 from .data import load_dataset
@@ -49,7 +50,7 @@ class Lottery:
             raise TicketlabError(
                 f"model {cfg.model.name!r} takes input {expected}, dataset {cfg.data.name!r} gives {splits.input_shape}"
             )
-        return cls(cfg, RunStore.open(runs_dir, cfg, preset), splits, model, progress)
+        return cls(cfg, open_store(runs_dir, cfg, preset), splits, model, progress)
 
     # -- the plan ----------------------------------------------------------------------------------------------
     def plan(self, start: int = 0):
@@ -108,12 +109,18 @@ class Lottery:
         """Train one stage alone unless its summary exists; write masks, final weights and summary (last)."""
         if is_done(stage):
             return read_json(stage / "summary.json")
-        self.begin_stage(stage, masks)
+        distributed.check_same_masks(masks, f"level {level} {kind}")  # data-parallel: refuse ranks that differ
+        main = distributed.is_main()  # data-parallel: rank 0 alone writes the stage's files
+        if main:
+            self.begin_stage(stage, masks)
         started = time.perf_counter()
         rows = train(model, masks, self.splits, self.cfg.train, plan, stage, snapshot=snapshot,
                      augment=AUGMENTATIONS.get(self.cfg.data.augment), progress=self.progress,
                      desc=f"level {level} {kind}")
-        return self.finish_stage(stage, kind, level, model, masks, plan, rows, time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        summary = self.finish_stage(stage, kind, level, model, masks, plan, rows, wall) if main else None
+        distributed.barrier()  # the other ranks read what rank 0 wrote
+        return summary if main else read_json(stage / "summary.json")
 
     def begin_stage(self, stage: Path, masks: Masks) -> None:
         stage.mkdir(parents=True, exist_ok=True)
@@ -141,7 +148,11 @@ class Lottery:
         }
 
     def level_masks(self, level: int) -> Masks:
-        """Level 0: all ones. Level L: prune level L-1's final weights (saved masks are reused on resume)."""
+        """Level 0: all ones. Level L: prune level L-1's final weights (saved masks are reused on resume).
+        Data-parallel: computed on rank 0 and broadcast to the others."""
+        return distributed.from_rank_zero(lambda: self.compute_masks(level))
+
+    def compute_masks(self, level: int) -> Masks:
         path = self.store.level(level) / "masks.safetensors"
         if path.exists():
             return Masks.load(path)
@@ -182,7 +193,7 @@ class Lottery:
     def batch_key(self, level: int) -> tuple | None:
         """Stages with equal keys may train as one batched model; None: this run's stages train alone."""
         t = self.cfg.train
-        if t.batch_tickets < 2 or t.precision != "fp32" or t.compile or t.channels_last:
+        if t.batch_tickets < 2 or t.precision != "fp32" or t.compile or t.channels_last or distributed.active():
             return None
         if self._batchable is None:
             self._batchable = batchable(self.model, self.splits.input_shape)
@@ -218,8 +229,9 @@ def run_lotteries(lotteries: list[Lottery]) -> list[RunStore]:
     its baselines; level L+1 needs level L, so levels run in order) train together as batched models when they
     share an architecture and a schedule (`train.batch_tickets`, ticketlab.batching), else one after another."""
     for lottery in lotteries:
-        if not lottery.store.init_path.exists():
+        if distributed.is_main() and not lottery.store.init_path.exists():
             save_weights(lottery.store.init_path, lottery.model)
+    distributed.barrier()
     dense: dict[int, dict] = {}
     active, level = list(lotteries), 0
     while active:
@@ -246,7 +258,7 @@ def train_stages(stages: list[Stage]) -> None:
         for chunk in balanced_chunks(group, group[0].lottery.cfg.train.batch_tickets):
             pending = [s for s in chunk if not s.done()]
             for s in chunk:
-                if s.done():  # a run killed between a summary and the checkpoint's removal
+                if s.done() and distributed.is_main():  # a run killed between a summary and the checkpoint's removal
                     remove_checkpoints(s.path)
             if len(chunk) == 1 and pending:
                 s = pending[0]
@@ -288,6 +300,13 @@ def balanced_chunks(items: list, limit: int) -> list[list]:
         out.append(items[i : i + step])
         i += step
     return [c for c in out if c]
+
+
+def open_store(runs_dir: str | Path, cfg: Config, preset: str | None) -> RunStore:
+    """The run directory; data-parallel, rank 0 creates it before the other ranks open it."""
+    store = RunStore.open(runs_dir, cfg, preset) if distributed.is_main() else None
+    distributed.barrier()
+    return store or RunStore.open(runs_dir, cfg, preset)
 
 
 def model_for(cfg: Config, splits, seed: int, pretrained: bool = True) -> nn.Module:

@@ -4,6 +4,11 @@ A stage (one training of IMP at a level, or of a baseline) is finished when its 
 a stage writes before that is either complete or ignored, so a run killed at any moment resumes cleanly."""
 
 import json
+import os
+import socket
+import sys
+import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -140,3 +145,48 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 def append_metrics(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+# -- who writes a run directory -------------------------------------------------------------------------------------
+@contextmanager
+def run_lock(root: str | Path, wait: bool = False, what: str = "run directory"):
+    """Hold `<root>/.lock` (fcntl.flock) while writing under `root`, so two writers never interleave: the second one
+    waits (`wait`) or is refused with one line naming the holder. The kernel frees the lock when its holder exits, even
+    by kill -9. Needs a filesystem with working flock (local disks; NFSv4 and most cluster filesystems)."""
+    import fcntl  # POSIX only; imported here so the rest of the store works everywhere
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise TicketlabError(f"{what} {root} is in use by {lock_holder(fd)}; wait for it or stop it") from None
+            print(f"waiting for {what} {root}, in use by {lock_holder(fd)}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def run_locks(roots, wait: bool = False):
+    """`run_lock` on several run directories, always taken in sorted order so two holders cannot deadlock."""
+    with ExitStack() as stack:
+        for root in sorted({Path(r) for r in roots}):
+            stack.enter_context(run_lock(root, wait))
+        yield
+
+
+def lock_holder(fd: int) -> str:
+    """'pid N on HOST (since ...)' as the holder wrote it; the content is informative only, the flock is the lock."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0))
+        return f"pid {info['pid']} on {info['host']} (since {info['since']})"
+    except (ValueError, KeyError, TypeError, OSError):
+        return "another process"

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .config import TrainConfig, parse_duration
 from .errors import TicketlabError
 from .masks import Masks
@@ -209,45 +210,56 @@ def train(
     if ckpt.exists():
         extra = load_checkpoint(ckpt, model, optimizer)
         step, loss_sum, loss_count, wall0 = extra["step"], extra["loss_sum"], extra["loss_count"], extra["wall"]
-    rows = read_metrics(metrics_path, upto_step=step if ckpt.exists() else -1)
-    write_metrics(metrics_path, rows)
+    # Data-parallel (ticketlab.distributed): each rank trains on its share of every batch; rank 0 alone evaluates
+    # and writes files. The sums below hold global values, the same on every rank.
+    ddp, main = distributed.active(), distributed.is_main()
+    rows = read_metrics(metrics_path, upto_step=step if ckpt.exists() else -1) if main else []
+    if main:
+        write_metrics(metrics_path, rows)
     started = time.perf_counter() - wall0
     x_train, y_train = splits.train.x, splits.train.y
-    forward = torch.compile(model) if cfg.compile else model
+    forward = distributed.wrap(model)
+    forward = torch.compile(forward) if cfg.compile else forward
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def log(step: int) -> None:
         nonlocal loss_sum, loss_count
-        val_loss, val_acc = evaluate(model, splits.val.x, splits.val.y)
-        test_loss, test_acc = evaluate(model, splits.test.x, splits.test.y)
-        row = {
-            "step": step, "epoch": step / plan.steps_per_epoch,
-            "train_loss": loss_sum / loss_count if loss_count else None,
-            "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
-            "lr": plan.lr(min(step, plan.total - 1)), "wall": time.perf_counter() - started,
-        }
-        rows.append(row)
-        append_metrics(metrics_path, row)
+        if main:
+            val_loss, val_acc = evaluate(model, splits.val.x, splits.val.y)
+            test_loss, test_acc = evaluate(model, splits.test.x, splits.test.y)
+            row = {
+                "step": step, "epoch": step / plan.steps_per_epoch,
+                "train_loss": loss_sum / loss_count if loss_count else None,
+                "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+                "lr": plan.lr(min(step, plan.total - 1)), "wall": time.perf_counter() - started,
+            }
+            rows.append(row)
+            append_metrics(metrics_path, row)
         loss_sum, loss_count = 0.0, 0
 
-    if not rows:
+    if main and not rows:
         log(step)
     model.train()
-    bar = tqdm(total=plan.total, initial=step, desc=desc, disable=not progress, leave=False, unit="it")
+    bar = tqdm(total=plan.total, initial=step, desc=desc, disable=not progress or not main, leave=False, unit="it")
     while step < plan.total:
         idx = batch_indices(step, len(x_train), plan).to(x_train.device)
         # index_select, not x[idx]: the same rows, 3x faster here, and serial (advanced indexing spawns threads)
         xb, yb = x_train.index_select(0, idx).to(device), y_train.index_select(0, idx).to(device)
         if augment is not None:
             xb = augment(xb, torch.Generator().manual_seed(plan.data_seed * 1_000_003 + step + 1))
+        if ddp:  # this rank's contiguous share of the augmented global batch: one process's rows and random draws
+            xb, yb = distributed.shard(xb), distributed.shard(yb)
+            torch.manual_seed(distributed.step_seed(plan.data_seed, step))  # dropout: a function of step and rank
         if cfg.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         for group in optimizer.param_groups:
             group["lr"] = plan.lr(step)
         with autocast(cfg, device):
-            loss = F.cross_entropy(forward(xb), yb)
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss became {loss.item()} at step {step} ({desc or stage.name}); "
+            out = forward(xb)
+            loss = distributed.shard_loss(out, yb, len(idx)) if ddp else F.cross_entropy(out, yb)
+        value = distributed.mean_over_ranks(loss) if ddp else loss  # the global batch's mean loss, on every rank
+        if not torch.isfinite(value):
+            raise Diverged(f"loss became {value.item()} at step {step} ({desc or stage.name}); "
                            f"lower train.lr or check the data; results so far are kept in {stage}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -256,13 +268,13 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         update.after_step()
-        loss_sum, loss_count, step = loss_sum + loss.item(), loss_count + 1, step + 1
+        loss_sum, loss_count, step = loss_sum + value.item(), loss_count + 1, step + 1
         bar.update(1)
-        if snapshot and step == snapshot[0]:
+        if snapshot and step == snapshot[0] and main:
             snapshot[1](model)
         if step % plan.eval_every == 0 or step == plan.total:
             log(step)
-        if step % plan.checkpoint_every == 0 and step < plan.total:
+        if step % plan.checkpoint_every == 0 and step < plan.total and main:
             extra = {"step": step, "loss_sum": loss_sum, "loss_count": loss_count,
                      "wall": time.perf_counter() - started}
             save_checkpoint(ckpt, model, optimizer, extra)

@@ -7,6 +7,9 @@ from ..config import load_yaml
 def add_parser(sub):
     p = sub.add_parser("run", help="run IMP with rewinding and baselines (resumes when run again)")
     add_config_arguments(p)
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train data-parallel on N processes (DDP: gloo on CPU, nccl on CUDA); data.batch_size is the "
+                        "global batch, split over them (docs/distributed.md)")
     p.set_defaults(run=main)
 
 
@@ -49,8 +52,49 @@ def seed_overrides(seed: int) -> list[str]:
 
 
 def main(args):
+    """One process, or `--nproc N` data-parallel ranks (relaunched under torchrun's launcher), or one rank of them."""
+    import os
+
+    from .. import distributed
+    from ..errors import TicketlabError
+    from ..training import resolve_device
+
+    if args.nproc is None and not distributed.launched():
+        return run_all(args)
+    cfgs = configs(args)
+    nproc = int(os.environ["WORLD_SIZE"]) if distributed.launched() else args.nproc
+    if args.nproc is not None and args.nproc != nproc:
+        raise TicketlabError(f"--nproc {args.nproc} under torchrun with {nproc} processes; drop --nproc")
+    device = resolve_device(cfgs[0].train.device)
+    distributed.check_nproc(nproc, cfgs[0].data.batch_size, device)
+    if distributed.launched():
+        return distributed.worker(device, lambda: run_all(args))
+    if nproc == 1:
+        return run_all(args)
+    distributed.launch(worker_argv(args), nproc)
+
+
+def worker_argv(args) -> list[str]:
+    """The command line of each rank: this one without --nproc."""
+    argv = ["run", *([args.preset] if args.preset else []), *(["--config", args.config] if args.config else [])]
+    argv += [x for item in args.overrides for x in ("--set", item)]
+    argv += ["--seeds", *map(str, args.seeds)] if args.seeds else []
+    argv += ["--runs-dir", args.runs_dir]
+    argv += [] if args.batch_tickets is None else ["--batch-tickets", str(args.batch_tickets)]
+    return argv + (["--quiet"] if args.quiet else [])
+
+
+def run_all(args):
+    import os
+
     from ..lottery import Lottery, run_lotteries
+    from ..store import run_locks
 
     lotteries = [Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet) for cfg in configs(args)]
-    for store in run_lotteries(lotteries):  # seeds run level by level, batched where they share an architecture
-        print(f"run finished: {store.root}")
+    # One writer per run directory (a second `ticketlab run` or a sweep is refused, naming the holder); under
+    # torchrun only rank 0 takes the lock, the other ranks belong to the same run.
+    roots = [lottery.store.root for lottery in lotteries] if int(os.environ.get("RANK", "0")) == 0 else []
+    with run_locks(roots):
+        for store in run_lotteries(lotteries):  # seeds run level by level, batched where they share an architecture
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"run finished: {store.root}")
