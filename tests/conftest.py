@@ -36,6 +36,11 @@ def tiny():
     return Tiny()
 
 
+def file_stamps(root) -> dict:
+    """Modification time of every file under `root` but the run lock, which each run rewrites with its holder."""
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
 def run_cli(*args, cwd=None, timeout=300):
     """Run the real `ticketlab` command in a subprocess."""
     return subprocess.run(

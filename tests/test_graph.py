@@ -16,6 +16,7 @@ from ticketlab.data import load_dataset
 from ticketlab.data.csbm import edge_probabilities, make_csbm
 from ticketlab.data.planetoid import read_planetoid
 from ticketlab.errors import TicketlabError
+from ticketlab.files import read_json
 from ticketlab.graph import Graph, undirected_edges
 from ticketlab.lottery import Lottery
 from ticketlab.masks import Masks
@@ -24,7 +25,7 @@ from ticketlab.presets import build_config
 from ticketlab.pruning import kept_after_rounds
 from ticketlab.report import load_runs, summary_table
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, file_stamps, run_cli
 
 CLASSES, FEATURES, PER_CLASS, N_ALL, N_TEST = 3, 8, 2, 30, 12
 SMOKE = ["train.steps=3it", "train.eval_every=1it", "train.checkpoint_every=2it", "lottery.levels=2"]
@@ -226,6 +227,17 @@ def csbm_run(tmp_path_factory):
     return lottery
 
 
+def test_dropout_model_runs_are_reproducible(csbm_run, tmp_path):
+    """GCN trains with dropout: the same seed and config give the same numbers (dropout draws are seeded per step)."""
+    again = Lottery.open(csbm_run.cfg, tmp_path, "gcn-csbm").run()
+
+    def results(root):
+        return {p.relative_to(root): {k: v for k, v in read_json(p).items() if k != "wall"}
+                for p in root.rglob("summary.json")}
+
+    assert results(again.root) == results(csbm_run.store.root)
+
+
 def test_exact_edge_and_weight_counts_per_round(csbm_run):
     store, edges = csbm_run.store, csbm_run.splits.model_options["graph"].num_edges
     weights = 1433 * 16 + 16 * 7
@@ -284,10 +296,6 @@ def test_models_without_a_graph_count_with_coras_sizes():
 
 
 # ---- presets end to end ---------------------------------------------------------------------------------------------
-def files_and_times(root):
-    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize("preset", ["gcn-csbm", "gcn-cora", "resgcn28-cora"])
 def test_preset_smoke_resume_and_report(preset, cora_dir, csbm_run, tmp_path):
     if preset == "gcn-csbm":  # already run by the fixture, at the same smoke size
@@ -302,9 +310,9 @@ def test_preset_smoke_resume_and_report(preset, cora_dir, csbm_run, tmp_path):
     assert masks.kept()["adjacency.edge_mask"] == kept_after_rounds(edges, 0.05, 1)
     if preset == "resgcn28-cora":
         assert len([n for n in masks if n.endswith("lin.weight")]) == 28
-    before = files_and_times(store.root)
+    before = file_stamps(store.root)
     Lottery.open(lottery.cfg, store.root.parent, preset).run()  # resume of a finished run: trains nothing
-    assert files_and_times(store.root) == before
+    assert file_stamps(store.root) == before
     table = summary_table(load_runs(store.root))
     assert f"on {lottery.cfg.data.name} (preset {preset})" in table and "random pruning (level 1)" in table
     if preset != "gcn-csbm":
@@ -318,10 +326,10 @@ def test_gcn_cora_preset_cli_run_resume_and_report(cora_dir, tmp_path):
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     run_dir = next(tmp_path.glob("gcn-cora-*"))
-    stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    stamps = file_stamps(run_dir)
     second = run_cli(*args)
     assert second.returncode == 0, second.stderr
-    assert stamps == {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}  # trained nothing
+    assert stamps == file_stamps(run_dir)  # trained nothing
     report = run_cli("report", tmp_path)
     assert report.returncode == 0, report.stderr
     assert "gcn on cora" in report.stdout and "81.88" in report.stdout  # the talk's figure beside ours

@@ -23,7 +23,7 @@ from ticketlab.masks import Masks, prunable_names  # noqa: E402
 from ticketlab.models import build_model  # noqa: E402
 from ticketlab.presets import build_config  # noqa: E402
 
-from .conftest import assert_user_error, run_cli  # noqa: E402
+from .conftest import assert_user_error, file_stamps, run_cli  # noqa: E402
 
 SMOKE = ["train.steps=4it", "train.eval_every=2it", "train.checkpoint_every=2it", "data.batch_size=8"]
 PRUNED_KINDS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
@@ -254,12 +254,12 @@ def test_bert_mnli_smoke_from_the_command_line(tmp_path, bert_dir, glue_dir):
             f"data.root={folder}", "--set", "lottery.levels=1", *(a for s in SMOKE for a in ("--set", s))]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
-    stamps = {p: p.stat().st_mtime_ns for p in env_runs.rglob("*") if p.is_file()}
+    stamps = file_stamps(env_runs)
     # dense, level 1, and its random-pruning and random-reinit baselines
     assert any(p.name == "summary.json" for p in stamps) and len(list(env_runs.rglob("summary.json"))) == 4
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
-    assert {p: p.stat().st_mtime_ns for p in env_runs.rglob("*") if p.is_file()} == stamps  # trained nothing
+    assert file_stamps(env_runs) == stamps  # trained nothing
     report = run_cli("report", env_runs, "--out", tmp_path / "report")
     assert report.returncode == 0, report.stderr
     assert "82.39" in (tmp_path / "report" / "report.md").read_text()  # the talk's figure beside ours
@@ -271,10 +271,10 @@ def test_tiny_bert_pairs_smoke_resume_and_report(tmp_path):
     cfg = build_config("tiny-bert-pairs", overrides=[*SMOKE, "lottery.levels=2"])
     store = Lottery.open(cfg, tmp_path / "runs", "tiny-bert-pairs").run()
     summaries = sorted(store.root.rglob("summary.json"))
-    stamps = {p: p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()}
+    stamps = file_stamps(store.root)
     assert len(summaries) == 5  # levels 0, 1, 2 and random pruning at 1 and 2
     Lottery.open(cfg, tmp_path / "runs", "tiny-bert-pairs").run()
-    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()} == stamps  # trained nothing
+    assert file_stamps(store.root) == stamps  # trained nothing
     masks = Masks.load(store.level(2) / "masks.safetensors")
     pruned = [n for n in masks if "classifier" not in n]
     assert sum(masks.kept()[n] for n in pruned) / sum(masks.numels()[n] for n in pruned) == pytest.approx(0.8, abs=1e-4)
