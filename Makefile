@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,nlp]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,nlp,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

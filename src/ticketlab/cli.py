@@ -10,6 +10,7 @@ from .errors import TicketlabError
 
 COMMANDS = [
     "models", "count", "table1", "table2", "data", "presets", "run", "report", "demo", "theory", "export", "bench",
+    "sweep",
 ]
 
 
