@@ -123,15 +123,25 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 
 def read_metrics(path: Path, upto_step: int | None = None) -> list[dict]:
-    """Metrics lines, ignoring a half-written last line and, on resume, lines after the checkpoint's step."""
-    if not path.exists():
+    """The rows of metrics.jsonl, for training on resume and for the report (which may read a live run).
+
+    Blank lines are skipped, and so is an unterminated last line: a writer killed, or still busy, mid-append. With
+    `upto_step` (resume), rows after the checkpoint's step are dropped. Any other line that is not JSON is
+    corruption, not a torn write, and raises rather than silently losing the rows after it."""
+    if not path.is_file():
         return []
+    text = path.read_text()
+    lines = text.splitlines()
     rows = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                break
+            raise TicketlabError(f"corrupt metrics file {path}: line {i + 1} is not JSON") from None
         if upto_step is not None and row["step"] > upto_step:
             break
         rows.append(row)

@@ -5,6 +5,7 @@ Models are built on the meta device (shapes only), so even VGG-16's 138M paramet
 
 import json
 
+from ..counting.render import aligned_table
 from ..masks import prunable_names
 from ..models import MODELS, build_model, model_info
 
@@ -41,13 +42,7 @@ def format_table(rows: list[dict]) -> str:
         "x".join(map(str, r["input_shape"])), str(r["num_classes"]), r["description"],
     ] for r in rows]
     header = ["name", "parameters", "prunable", "input", "classes", "description"]
-    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
-    right = {1, 2, 4}  # numbers align right
-    lines = []
-    for row in [header, *cells]:
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
+    return "\n".join(aligned_table(header, cells, right={1, 2, 4}, rule=False))  # numbers align right
 
 
 def run(args) -> int:

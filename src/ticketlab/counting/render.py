@@ -28,15 +28,17 @@ def _row_cells(row: LayerCount) -> list[str]:
     return [row.name, row.kind, human(row.params), kept, density, *macs]
 
 
-def aligned_table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    """Aligned columns with a rule under the header; columns in `right` (numbers) are right-aligned."""
+def aligned_table(header: list[str], rows: list[list[str]], right: set[int], rule: bool = True) -> list[str]:
+    """Aligned columns, with a rule under the header unless `rule` is False; columns in `right` (numbers) are
+    right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
         return "  ".join(padded).rstrip()
 
-    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    rules = ["  ".join("-" * w for w in widths)] if rule else []
+    return [line(header), *rules, *(line(r) for r in rows)]
 
 
 def format_counts(counts: Counts) -> str:
