@@ -41,8 +41,10 @@ VISION = ("lenet5-mnist", "conv6-cifar10", "resnet50-cifar10")
 
 
 def files_state(root):
-    """Every file under `root` with its modification time and size: equal before and after = nothing rewritten."""
-    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under `root` but the run lock (rewritten by every run with its holder) with its modification time
+    and size: equal before and after = nothing rewritten."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 def run_dir(runs, preset):
