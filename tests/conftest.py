@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,26 @@ class Tiny(nn.Module):
 def tiny():
     torch.manual_seed(0)
     return Tiny()
+
+
+def comparable(root) -> dict:
+    """Everything the run(s) under `root` produced except wall-clock times and the lock's holder: metrics rows,
+    summaries, tensors, configs. Equal for two runs = the same results."""
+    from ticketlab.files import load_tensors
+
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.name == "metrics.jsonl":
+            out[rel] = [{k: v for k, v in json.loads(line).items() if k != "wall"}
+                        for line in path.read_text().splitlines()]
+        elif path.name == "summary.json":
+            out[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "wall"}
+        elif path.suffix == ".safetensors":
+            out[rel] = {k: v.tolist() for k, v in load_tensors(path)[0].items()}
+        elif path.name == "config.json":
+            out[rel] = json.loads(path.read_text())
+    return out
 
 
 def file_stamps(root) -> dict:

@@ -17,7 +17,7 @@ from ticketlab.masks import Masks
 from ticketlab.presets import PRESETS, build_config
 from ticketlab.store import load_weights
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, comparable, run_cli
 
 FAST = ["train.steps=60it", "train.eval_every=20it", "train.checkpoint_every=20it", "lottery.levels=2"]
 
@@ -180,21 +180,6 @@ def killed_then_resumed(tmp_path, seconds: float):
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return next(tmp_path.iterdir())
-
-
-def comparable(run_dir):
-    """Everything a run produced except wall-clock times."""
-    out = {}
-    for path in sorted(run_dir.rglob("*")):
-        rel = str(path.relative_to(run_dir))
-        if path.name == "metrics.jsonl":
-            out[rel] = [{k: v for k, v in json.loads(line).items() if k != "wall"}
-                        for line in path.read_text().splitlines()]
-        elif path.name == "summary.json":
-            out[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "wall"}
-        elif path.suffix == ".safetensors":
-            out[rel] = {k: v.tolist() for k, v in tensors(path).items()}
-    return out
 
 
 def test_kill_9_at_random_moments_then_resume_gives_identical_results(tmp_path):

@@ -13,14 +13,13 @@ import pytest
 import yaml
 
 from ticketlab.errors import TicketlabError
-from ticketlab.files import load_tensors
 from ticketlab.presets import build_config
 from ticketlab.store import run_lock
 from ticketlab.sweep import parse_spec, run_sweep
 from ticketlab.sweep.jobs import pack
 from ticketlab.sweep.spec import parse_grid_arg
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, comparable, run_cli
 
 # 4 runs (2 learning rates x 2 seeds) of a few seconds each; checkpoints every 5 steps so a kill loses little.
 TINY = {
@@ -38,23 +37,6 @@ def reference_sweep(tmp_path_factory) -> Path:
     index = run_sweep(parse_spec(TINY), root, quiet=True)
     assert index.count()["done"] == 4
     return root
-
-
-def comparable(sweep_dir: Path) -> dict:
-    """Every file every run produced, except wall-clock times and the lock's holder."""
-    out = {}
-    for path in sorted((sweep_dir / "runs").rglob("*")):
-        rel = str(path.relative_to(sweep_dir))
-        if path.name == "metrics.jsonl":
-            out[rel] = [{k: v for k, v in json.loads(line).items() if k != "wall"}
-                        for line in path.read_text().splitlines()]
-        elif path.name == "summary.json":
-            out[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "wall"}
-        elif path.suffix == ".safetensors":
-            out[rel] = {k: v.tolist() for k, v in load_tensors(path)[0].items()}
-        elif path.name == "config.json":
-            out[rel] = json.loads(path.read_text())
-    return out
 
 
 def worker_pid(lock: Path) -> int | None:
