@@ -94,10 +94,7 @@ def parse_spec(data: Any, where: str = "sweep") -> SweepSpec:
     """A validated SweepSpec from a mapping (a sweep file's contents)."""
     if not isinstance(data, dict):
         raise TicketlabError(f"{where} must be a mapping of sweep keys, got {type(data).__name__}")
-    allowed = [f.name for f in fields(SweepSpec)]
-    for key in data:
-        if key not in allowed:
-            raise unknown("sweep key", key, allowed)
+    check_keys(data, SweepSpec, "sweep key")
     spec = SweepSpec(**{k: v for k, v in data.items() if k != "ray"})
     spec.ray = parse_ray(data.get("ray") or {})
     if spec.preset is not None and not isinstance(spec.preset, str):
@@ -116,6 +113,14 @@ def parse_spec(data: Any, where: str = "sweep") -> SweepSpec:
     return spec
 
 
+def check_keys(data: dict, settings: type, what: str) -> None:
+    """Refuse a key that is not a field of the dataclass `settings`, naming the closest one."""
+    allowed = [f.name for f in fields(settings)]
+    for key in data:
+        if key not in allowed:
+            raise unknown(what, key, allowed)
+
+
 def load_spec(path) -> SweepSpec:
     return parse_spec(load_yaml(path), f"sweep file {path}")
 
@@ -123,10 +128,7 @@ def load_spec(path) -> SweepSpec:
 def parse_ray(data: Any) -> RayOptions:
     if not isinstance(data, dict):
         raise TicketlabError(f"sweep ray must be a mapping {{address, num_cpus, num_gpus}}, got {data!r}")
-    allowed = [f.name for f in fields(RayOptions)]
-    for key in data:
-        if key not in allowed:
-            raise unknown("sweep ray key", key, allowed)
+    check_keys(data, RayOptions, "sweep ray key")
     ray = RayOptions(**data)
     if not isinstance(ray.address, str):
         raise TicketlabError(f"sweep ray.address must be host:port, got {ray.address!r}")
