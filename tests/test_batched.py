@@ -257,6 +257,8 @@ def test_engine_batches_seeds_and_baselines_bit_for_bit_like_separate_runs(tmp_p
             for name, content in files.items():
                 if name.endswith("summary.json"):
                     content.pop("batched")
+                if name.endswith("config.json"):  # the run's own record of --batch-tickets
+                    content["config"]["train"].pop("batch_tickets", None)
         assert got == want
         assert not list(b.root.rglob("checkpoint*.safetensors"))
 
@@ -291,3 +293,22 @@ def test_engine_resumes_a_crashed_batched_run_identically(tmp_path, monkeypatch,
     resumed = engine_run(tmp_path, 16)
     for got, want in zip(resumed, batched_runs, strict=True):
         assert comparable(got.root) == comparable(want.root)
+
+
+def test_compiled_gradient_masking_gives_the_bits_of_torchs_multiply():
+    """training.MaskedUpdate and the batched trainer mask gradients on one CPU thread with a compiled loop over
+    one-byte masks: bit for bit torch's multiply by the float mask (-0.0 for negative pruned gradients, NaN kept)."""
+    from ticketlab.training import mask_grad_kernel
+
+    kernel = mask_grad_kernel()
+    if kernel is None:
+        pytest.skip("numba is not installed")
+    g = torch.Generator().manual_seed(0)
+    grad = torch.randn(1000, generator=g)
+    grad[:3] = torch.tensor([float("nan"), float("inf"), -0.0])
+    mask = torch.rand(1000, generator=g) < 0.3
+    mask[:3] = torch.tensor([False, True, False])
+    expected = grad * mask.float()
+    ours = grad.clone()
+    kernel(ours.numpy(), mask.to(torch.uint8).numpy())
+    assert torch.equal(ours.view(torch.int32), expected.view(torch.int32))

@@ -8,13 +8,14 @@ machine and at its current thread count, with each kernel at each batch size of 
                   loop runs along the batch, contiguous, so it vectorises), bias fused
   numba-parallel  the same, rows spread over numba's threads
 A sparse kernel is used for a batch size only when it beat dense by `margin` there, so a converted layer is never
-slower than dense as measured; otherwise the layer stays as it was. Then runs Linear -> ReLU -> Linear ... inside an
-nn.Sequential may become one FusedChain, a single compiled call at batch 1 (where Python's per-module overhead is
-most of a small MLP's time), again only where measured faster; and the whole converted model is timed against its
-dense self per batch size, going dense wherever it is not faster end to end. At run time a batch of size B uses
-the choice of the measured batch size nearest to B (in log scale). Inputs that require grad, non-float32 inputs
-and non-CPU tensors take the dense path. Conv2d layers need an input size: pass `example_input` (or a model with
-`input_shape`); im2col turns each into a matrix product (unfold + sparse x dense).
+slower than dense as measured; otherwise the layer stays as it was. Then runs [Flatten ->] Linear -> ReLU -> Linear
+... inside an nn.Sequential may become one FusedChain, a single compiled call at batch 1 (where Python's per-module
+overhead is most of a small MLP's time; each layer CSR or dense inside it, as measured), again only where measured
+faster; a chain that is a whole plain Sequential becomes the model's forward. Last, the whole converted model is
+timed against its dense self per batch size, going dense wherever it did not win by the margin. At run time a batch
+of size B uses the choice of the measured batch size nearest to B (in log scale). Inputs that require grad,
+non-float32 inputs and non-CPU tensors take the dense path. Conv2d layers need an input size: pass `example_input`
+(or a model with `input_shape`); im2col turns each into a matrix product (unfold + sparse x dense).
 
 The converted model is for inference: a converted layer holds its dense layer (`.dense`, the fallback; its state
 dict keys gain `.dense`) and a CSR copy of the kept weights (8 bytes per kept weight), so it uses more memory than
@@ -97,23 +98,41 @@ def _spmm_parallel(indptr, indices, values, bias, xt, out):
                 out[i, b] += v * xt[c, b]
 
 
-def _chain_spmv(indptr, indices, values, bias, layer_rows, row_start, nnz_start, relu, x, buf_a, buf_b, out):
-    """A whole Linear(/ReLU) chain at batch 1 in one call: layer l's CSR rows are indptr[row_start[l] + l ...] (each
-    layer's row pointers count from its own first value, nnz_start[l]); activations ping-pong between two buffers."""
-    src = x
-    last = layer_rows.shape[0] - 1
-    for layer in range(last + 1):
-        dst = out if layer == last else (buf_a if layer % 2 == 0 else buf_b)
-        ptr, base, bias_at = row_start[layer] + layer, nnz_start[layer], row_start[layer]
-        for i in range(layer_rows[layer]):
-            acc = np.float32(0.0)
-            for j in range(base + indptr[ptr + i], base + indptr[ptr + i + 1]):
-                acc += values[j] * src[indices[j]]
-            acc += bias[bias_at + i]
-            if relu[layer] and acc < 0:
+def _chain_forward(meta, ints, floats, x):
+    """A whole Linear(/ReLU) chain at batch 1 in one call (layout: FusedChain.pack); returns the output (1, rows).
+    Row l of `meta` is layer l: (kind, rows, cols, pointers at, indices at, values at, bias at, relu). Kind 0 is CSR:
+    row i's kept weights are values[k] at columns indices[k] for k from pointers[i] to pointers[i + 1]; kind 1 is
+    dense, row-major. `x` is the input of any shape (flattened here); activations ping-pong between two buffers."""
+    layers = meta.shape[0]
+    width = 0
+    for layer in range(layers - 1):
+        width = max(width, meta[layer, 1])
+    work = np.empty(2 * width, dtype=np.float32)
+    out = np.empty((1, meta[layers - 1, 1]), dtype=np.float32)
+    src = x.ravel()
+    for layer in range(layers):
+        kind, rows, cols, ptr, idx, val, bias, relu = (meta[layer, 0], meta[layer, 1], meta[layer, 2], meta[layer, 3],
+                                                       meta[layer, 4], meta[layer, 5], meta[layer, 6], meta[layer, 7])
+        dst = out[0] if layer == layers - 1 else work[(layer % 2) * width : (layer % 2) * width + rows]
+        b = floats[bias : bias + rows]  # slices: no per-element index checks, so the
+        if kind == 0:                                                # loops vectorise
+            pointers, indices, values = ints[ptr : ptr + rows + 1], ints[idx:], floats[val:]
+            for i in range(rows):
                 acc = np.float32(0.0)
-            dst[i] = acc
+                for k in range(pointers[i], pointers[i + 1]):
+                    acc += values[k] * src[indices[k]]
+                acc += b[i]
+                dst[i] = np.float32(0.0) if relu and acc < 0 else acc
+        else:
+            for i in range(rows):
+                w = floats[val + i * cols : val + (i + 1) * cols]
+                acc = np.float32(0.0)
+                for j in range(cols):
+                    acc += w[j] * src[j]
+                acc += b[i]
+                dst[i] = np.float32(0.0) if relu and acc < 0 else acc
         src = dst
+    return out
 
 
 @functools.cache
@@ -127,7 +146,7 @@ def numba_kernels() -> dict:
         ("numba", 1): numba.njit(**options)(_spmv), ("numba", 2): numba.njit(**options)(_spmm),
         ("numba-parallel", 1): numba.njit(parallel=True, **options)(_spmv_parallel),
         ("numba-parallel", 2): numba.njit(parallel=True, **options)(_spmm_parallel),
-        "chain": numba.njit(**options)(_chain_spmv),
+        "chain": numba.njit(**options)(_chain_forward),
     }
 
 
@@ -156,7 +175,10 @@ class CSRWeight:
 
     def numpy_parts(self):
         if self._numpy is None:
-            self._numpy = (self.indptr.numpy(), self.indices.numpy(), self.values.numpy(), self.bias.numpy())
+            # unsigned views: numba then skips its negative-index wraparound, which kept the gather loops from
+            # vectorising well (3x faster at 10% kept on a 784x300 layer)
+            self._numpy = (self.indptr.numpy().view(np.uint32), self.indices.numpy().view(np.uint32),
+                           self.values.numpy(), self.bias.numpy())
         return self._numpy
 
     def matvec(self, x: torch.Tensor, kernel: str) -> torch.Tensor:
@@ -241,40 +263,68 @@ class SparseConv2d(SparseLayer):
 
 
 class FusedChain(nn.Module):
-    """A run Linear -> ReLU -> Linear ... of an nn.Sequential, run at batch 1 as one compiled call (each Python-level
-    module call costs microseconds, which at batch 1 is what a small MLP spends most of its time on). Other batch
-    sizes, and batch 1 when `enabled` is False, run the original modules (`self.layers`, each with its own plan)."""
+    """A run [Flatten ->] Linear -> ReLU -> Linear ... of an nn.Sequential, run at batch 1 as one compiled call: each
+    Python-level module call and tensor conversion costs about a microsecond, which at batch 1 is what a small MLP
+    spends most of its time on. Each layer runs CSR or, where `dense` says so, as a dense matrix-vector product
+    inside the same call (at 50% kept, LeNet-300-100's layers are faster dense). Other batch sizes, and batch 1 when
+    `enabled` is False, run the original modules (`self.layers`, each with its own plan)."""
 
-    def __init__(self, layers: nn.Sequential, masks: dict[str, torch.Tensor]):
+    def __init__(self, layers: nn.Sequential, masks: dict[str, torch.Tensor], dense: frozenset[str] = frozenset()):
         super().__init__()
         self.layers = layers
         self.enabled = True
+        children = list(layers.children())
+        self.flattens = bool(children) and isinstance(children[0], nn.Flatten) and (
+            children[0].start_dim, children[0].end_dim) == (1, -1)
         linears = [(n, m.dense if isinstance(m, SparseLayer) else m) for n, m in layers.named_children()
                    if isinstance(m, nn.Linear | SparseLinear)]
-        children = list(layers.children())
         relu_after = [isinstance(nxt, nn.ReLU) for m, nxt in zip(children, [*children[1:], None], strict=True)
                       if isinstance(m, nn.Linear | SparseLinear)]
         self.names = [n for n, _ in linears]
-        parts = [CSRWeight(m.weight.detach(), masks.get(n, torch.ones_like(m.weight, dtype=torch.bool)), m.bias)
-                 for n, m in linears]
-        rows = [p.shape[0] for p in parts]
-        self.width = max(rows)
-        self.out_features = rows[-1]
-        self._arrays = tuple(t.numpy() for t in (
-            torch.cat([p.indptr for p in parts]), torch.cat([p.indices for p in parts]),
-            torch.cat([p.values for p in parts]), torch.cat([p.bias for p in parts]),
-            torch.tensor(rows, dtype=torch.int64), torch.tensor([0, *rows[:-1]], dtype=torch.int64).cumsum(0),
-            torch.tensor([0, *[p.values.numel() for p in parts[:-1]]], dtype=torch.int64).cumsum(0),
-            torch.tensor(relu_after, dtype=torch.bool)))
+        self.dense_layers = frozenset(dense)
+        self.in_features = linears[0][1].in_features
+        self.meta, self.ints, self.floats = self.pack(linears, masks, relu_after)
+        self.kernel = numba_kernels()["chain"]
+
+    def pack(self, linears, masks, relu_after):
+        """All layers in three flat arrays (one numba call with few arguments: each costs dispatch time): `meta`
+        (int64, a row per layer), `ints` (CSR row pointers and column indices, uint32: see numpy_parts), `floats`
+        (values, biases)."""
+        meta, ints, floats = [], [], []
+        n_ints = n_floats = 0
+        for (name, m), relu in zip(linears, relu_after, strict=True):
+            weight = m.weight.detach()
+            bias = m.bias.detach() if m.bias is not None else torch.zeros(m.out_features)
+            if name in self.dense_layers:
+                parts_i, parts_f = [], [weight.contiguous().reshape(-1), bias]
+                ptr = idx = 0
+                kind = 1
+            else:
+                csr = CSRWeight(weight, masks.get(name, torch.ones_like(weight, dtype=torch.bool)), None)
+                parts_i, parts_f = [csr.indptr, csr.indices], [csr.values, bias]
+                ptr, idx = n_ints, n_ints + csr.indptr.numel()
+                kind = 0
+            val, bias_at = n_floats, n_floats + parts_f[0].numel()
+            meta.append([kind, m.out_features, m.in_features, ptr, idx, val, bias_at, int(relu)])
+            ints += parts_i
+            floats += parts_f
+            n_ints += sum(t.numel() for t in parts_i)
+            n_floats += sum(t.numel() for t in parts_f)
+        ints = torch.cat([t.to(torch.int32) for t in ints] or [torch.zeros(1, dtype=torch.int32)])
+        return (torch.tensor(meta, dtype=torch.int64).numpy(), ints.numpy().view(np.uint32),
+                torch.cat([t.to(torch.float32) for t in floats]).numpy())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.enabled and x.dim() == 2 and x.shape[0] == 1 and x.dtype == torch.float32 and x.device.type == "cpu"
-                and x.is_contiguous() and not (x.requires_grad and torch.is_grad_enabled())):
-            out = torch.empty(1, self.out_features)
-            buffers = np.empty((2, self.width), dtype=np.float32)
-            numba_kernels()["chain"](*self._arrays, x.numpy()[0], buffers[0], buffers[1], out.numpy()[0])
-            return out
+        # (checks ordered cheapest first: at batch 1 each costs a noticeable part of the call)
+        if (self.enabled and x.shape[0] == 1 and x.dtype == torch.float32 and x.is_cpu and x.numel() == self.in_features
+                and (self.flattens or x.dim() == 2) and not (x.requires_grad and torch.is_grad_enabled())):
+            return torch.from_numpy(self.kernel(self.meta, self.ints, self.floats,
+                                                (x.detach() if x.requires_grad else x).numpy()))
         return self.layers(x)
+
+    def extra_repr(self) -> str:
+        kinds = ", ".join(f"{n} {'dense' if n in self.dense_layers else 'csr'}" for n in self.names)
+        return f"batch 1 fused: {kinds}" if self.enabled else "fused call disabled"
 
 
 def _out_size(size: int, kernel: int, padding: int, dilation: int, stride: int) -> int:
@@ -315,10 +365,10 @@ def sparsify(model: nn.Module, masks: Masks | None = None, batch_sizes=(1, 64), 
     margin: a sparse kernel must beat dense by this fraction. min_time: seconds of timing per kernel and batch
     size. Layers denser than `max_density` are left dense without measuring. check_model: then time the whole
     converted model against its dense self at each batch size (needs example_input or input_shape) and go dense
-    where it is not faster end to end. fuse: run chains Linear -> ReLU -> Linear ... of an nn.Sequential at batch 1
-    as one compiled call (FusedChain) where that was measured faster. The choices are in `layer_choices(model)`,
-    the fused chains in `model.sparse_fused` ({name: (modules seconds, fused seconds)}), the end-to-end timings in
-    `model.sparse_model_timings` ({batch: (dense seconds, sparse seconds)})."""
+    where it did not win by `margin` end to end. fuse: run chains [Flatten ->] Linear -> ReLU -> Linear ... of an
+    nn.Sequential at batch 1 as one compiled call (FusedChain) where that was measured faster. The choices are in
+    `layer_choices(model)`, the fused chains in `model.sparse_fused` ({name: (modules seconds, fused seconds)}), the
+    end-to-end timings in `model.sparse_model_timings` ({batch: (dense seconds, sparse seconds)})."""
     batch_sizes = _check_batch_sizes(batch_sizes)
     kernels = _check_kernels(kernels)
     masks = masks if masks is not None else Masks.from_model_zeros(model)
@@ -349,9 +399,10 @@ def sparsify(model: nn.Module, masks: Masks | None = None, batch_sizes=(1, 64), 
     model.sparse_fused = {}
     if fuse and numba_kernels() and 1 in batch_sizes:
         _fuse_chains(model, masks, margin, min_time)
+        _shortcut_whole_chain(model)
     model.sparse_model_timings = {}
     if check_model and example is not None and any(isinstance(m, SparseLayer | FusedChain) for m in model.modules()):
-        model.sparse_model_timings = _check_whole_model(model, example, batch_sizes, min_time)
+        model.sparse_model_timings = _check_whole_model(model, example, batch_sizes, min_time, margin)
     model.sparse_choices = [c for name, layer in choices for c in _choices(name, layer)]
     for name, module in list(model.named_modules()):  # (fused chains move layers: look them up again)
         if isinstance(module, SparseLayer) and all(k == "dense" for k in module.plan.values()):
@@ -360,32 +411,70 @@ def sparsify(model: nn.Module, masks: Masks | None = None, batch_sizes=(1, 64), 
 
 
 def _fuse_chains(model: nn.Module, masks: Masks, margin: float, min_time: float) -> None:
-    """Replace each run Linear (ReLU Linear)+ [ReLU] inside an nn.Sequential by a FusedChain, where at batch 1 it
-    beat the run of modules as they are (with their own per-layer plans)."""
+    """Replace each run [Flatten] Linear (ReLU Linear)+ [ReLU] inside an nn.Sequential by a FusedChain, where at
+    batch 1 it beat the run of modules as they are (with their own per-layer plans). Each layer of the chain runs
+    CSR unless running it dense inside the call was measured faster."""
     for prefix, seq in list(model.named_modules()):
         if not isinstance(seq, nn.Sequential):
             continue
         for run in _linear_runs(list(seq.named_children())):
             layers = nn.Sequential(OrderedDict(run))
-            local = {n: masks[f"{prefix}.{n}.weight" if prefix else f"{n}.weight"] for n, _ in run
-                     if (f"{prefix}.{n}.weight" if prefix else f"{n}.weight") in masks}
+            local = {n: masks[_key(prefix, n) + ".weight"] for n, _ in run if _key(prefix, n) + ".weight" in masks}
             chain = FusedChain(layers, local)
-            first = next(m for _, m in run if isinstance(m, nn.Linear | SparseLinear))
-            x = torch.randn(1, (first.dense if isinstance(first, SparseLayer) else first).in_features,
-                            generator=torch.Generator().manual_seed(0))
+            x = torch.randn(1, chain.in_features, generator=torch.Generator().manual_seed(0))
+            chain = _choose_dense_layers(chain, layers, local, x, min_time)
             with torch.no_grad():
                 t = time_calls({"modules": lambda x=x, m=layers: m(x), "fused": lambda x=x, c=chain: c(x)}, min_time)
             if t["fused"] * (1 + margin) < t["modules"]:
-                names = [n for n, _ in run]
-                model.sparse_fused[f"{prefix}.{names[0]}" if prefix else names[0]] = (t["modules"], t["fused"])
-                items = [(n, m) for n, m in seq.named_children() if n not in names[1:]]
-                seq._modules.clear()
-                for n, m in items:
-                    seq.add_module(n, chain if n == names[0] else m)
+                model.sparse_fused[_key(prefix, chain.names[0])] = (t["modules"], t["fused"])
+                _replace_run(seq, run, chain.names[0], chain)
+
+
+def _shortcut_whole_chain(model: nn.Module) -> None:
+    """When one FusedChain is all a plain nn.Sequential holds (LeNet-300-100: Flatten, fc1..fc3), the model's
+    forward becomes the chain's: at batch 1 the Sequential's own pass over its children and the chain's module call
+    were 20% of the time. The chain still falls back to its modules wherever it does not apply."""
+    children = list(model.children())
+    if (isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward and len(children) == 1
+            and isinstance(children[0], FusedChain)):
+        model.forward = children[0].forward
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _replace_run(seq: nn.Sequential, run: list[tuple[str, nn.Module]], name: str, module: nn.Module) -> None:
+    """Put `module`, named `name`, where `run` (consecutive children of `seq`) was."""
+    run_names = {n for n, _ in run}
+    children = [(name, module) if n == run[0][0] else (n, m) for n, m in seq.named_children()
+                if n == run[0][0] or n not in run_names]
+    seq._modules.clear()
+    for n, m in children:
+        seq.add_module(n, m)
+
+
+DENSE_IN_CHAIN_MAX = 1 << 22  # weights: beyond this a dense copy inside the chain costs too much memory to try
+
+
+@torch.no_grad()
+def _choose_dense_layers(chain: FusedChain, layers: nn.Sequential, masks: dict, x: torch.Tensor,
+                         min_time: float) -> FusedChain:
+    """Layer by layer, run it dense inside the chain instead of CSR where that was measured faster."""
+    for name, m in layers.named_children():
+        linear = m.dense if isinstance(m, SparseLayer) else m
+        if not isinstance(linear, nn.Linear) or linear.weight.numel() > DENSE_IN_CHAIN_MAX:
+            continue
+        candidate = FusedChain(layers, masks, dense=chain.dense_layers | {name})
+        t = time_calls({"fused": lambda c=chain: c(x), "candidate": lambda c=candidate: c(x)}, min_time)
+        if t["candidate"] < t["fused"]:
+            chain = candidate
+    return chain
 
 
 def _linear_runs(children: list[tuple[str, nn.Module]]) -> list[list[tuple[str, nn.Module]]]:
-    """Maximal runs Linear (ReLU Linear)+ [ReLU] among a Sequential's children (at least two Linear layers)."""
+    """Maximal runs [Flatten] Linear (ReLU Linear)+ [ReLU] among a Sequential's children (at least two Linear
+    layers); a Flatten is taken in only when it flattens everything but the batch dimension."""
     runs, i = [], 0
     linear = (nn.Linear, SparseLinear)
     while i < len(children):
@@ -398,7 +487,9 @@ def _linear_runs(children: list[tuple[str, nn.Module]]) -> list[list[tuple[str, 
         if j < len(children) and isinstance(children[j][1], nn.ReLU):
             j += 1
         if sum(isinstance(m, linear) for _, m in children[i:j]) >= 2:
-            runs.append(children[i:j])
+            before = children[i - 1][1] if i > 0 else None
+            flatten = isinstance(before, nn.Flatten) and (before.start_dim, before.end_dim) == (1, -1)
+            runs.append(children[i - 1 if flatten else i : j])
         i = j
     return runs
 
@@ -504,9 +595,11 @@ def time_kernels(layer: SparseLayer, x: torch.Tensor, kernels, min_time: float =
 
 
 @torch.no_grad()
-def _check_whole_model(model: nn.Module, example: torch.Tensor, batch_sizes, min_time: float) -> dict:
+def _check_whole_model(model: nn.Module, example: torch.Tensor, batch_sizes, min_time: float,
+                       margin: float = 0.0) -> dict:
     """Time the converted model against the same model with its original dense layers, at each batch size; where the
-    converted one is not faster end to end (kernels that won alone can lose in sequence), its layers go dense."""
+    converted one is not faster by `margin` end to end (kernels that won alone can lose in sequence), its layers go
+    dense."""
     layers = {name: m for name, m in model.named_modules() if isinstance(m, SparseLayer)}
     chains = [m for m in model.modules() if isinstance(m, FusedChain)]
     chains_lost = False  # a fused chain serves batch 1 only
@@ -529,7 +622,7 @@ def _check_whole_model(model: nn.Module, example: torch.Tensor, batch_sizes, min
                 best[side] = min(best.get(side, math.inf), seconds)
         swap(False)
         result[batch] = (best["dense"], best["sparse"])
-        if best["sparse"] >= best["dense"]:
+        if best["sparse"] * (1 + margin) >= best["dense"]:  # the margin again: a near tie is noise, not a win
             for m in layers.values():
                 m.plan[batch] = "dense"
             chains_lost = chains_lost or batch == 1

@@ -30,7 +30,16 @@ from tqdm import tqdm
 from ..config import TrainConfig
 from ..masks import Masks
 from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
-from ..training import EVAL_BATCH, ZERO_PRESERVING, Diverged, Plan, batch_indices, make_optimizer, resolve_device
+from ..training import (
+    EVAL_BATCH,
+    ZERO_PRESERVING,
+    Diverged,
+    Plan,
+    batch_indices,
+    make_optimizer,
+    mask_grad_kernel,
+    resolve_device,
+)
 from .stacked import CONVS, StackedModel
 
 NEXT = "checkpoint.next.safetensors"
@@ -140,6 +149,10 @@ class BatchedRun:
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
         self.masks = self.stacked_masks()
         self.reapply = cfg.optimizer not in ZERO_PRESERVING
+        # as training.MaskedUpdate: on one CPU thread, one-byte masks through a compiled loop (the same bits)
+        compiled = self.masks and all(p.device.type == "cpu" and p.dtype == torch.float32 for p, _ in self.masks)
+        self.mask_kernel = mask_grad_kernel() if compiled else None
+        self.mask_bytes = [m.to(torch.uint8).reshape(-1).numpy() for _, m in self.masks] if self.mask_kernel else []
 
     def restore(self, t: Ticket) -> dict | None:
         """Apply the masks, then load the copy's checkpoint into its model and a throwaway optimizer of its own."""
@@ -287,8 +300,7 @@ class BatchedRun:
             p.grad = None
         losses.sum().backward()
         with torch.no_grad():
-            if self.masks:
-                torch._foreach_mul_([p.grad for p, _ in self.masks], [m for _, m in self.masks])
+            self.mask_grads()
             for views, name in zip(self.views, self.model.names, strict=True):
                 for view, grad in zip(views, self.model.params[name].grad.unbind(0), strict=True):
                     view.grad = grad
@@ -296,6 +308,15 @@ class BatchedRun:
             if self.reapply and self.masks:
                 torch._foreach_mul_([p.detach() for p, _ in self.masks], [m for _, m in self.masks])
         return values
+
+    def mask_grads(self) -> None:
+        grads = [p.grad for p, _ in self.masks]
+        if (self.mask_kernel is not None and torch.get_num_threads() == 1  # see training.MaskedUpdate
+                and all(g.is_contiguous() for g in grads)):
+            for grad, mask in zip(grads, self.mask_bytes, strict=True):
+                self.mask_kernel(grad.numpy().reshape(-1), mask)
+        elif grads:
+            torch._foreach_mul_(grads, [m for _, m in self.masks])
 
     def snapshots(self) -> None:
         for k, t in enumerate(self.tickets):
