@@ -26,6 +26,16 @@ def assert_close_relative(got, expected):
     assert float((got - expected).abs().max()) <= 1e-5 * scale, (got - expected).abs().max()
 
 
+def patch_everywhere(monkeypatch, name, fake):
+    """Replace the function `name` in every sparse_inference module that calls it: each imports it by name, so
+    patching the package attribute alone would not reach them."""
+    from ticketlab.sparse_inference import convert, fusing, timing, whole_model
+
+    for module in (convert, fusing, timing, whole_model):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, fake)
+
+
 def pruned(name: str, density: float, seed: int = 0):
     model = build_model(name, seed=seed).eval()
     g = torch.Generator().manual_seed(seed)
@@ -89,13 +99,12 @@ def test_sparsified_models_equal_dense_on_random_inputs(name, density):
 
 def test_the_plan_follows_the_measurement(monkeypatch):
     model, masks = pruned("lenet300", 0.05)
-    import ticketlab.sparse_inference as si
 
     def fake_timing(layer, x, kernels, min_time=0.05, rounds=7):  # sparse wins at batch 1 only
         slow = x.shape[0] > 1
         return {k: (1.0 if k == "dense" else (2.0 if slow else 0.1)) for k in kernels}
 
-    monkeypatch.setattr(si, "time_kernels", fake_timing)
+    patch_everywhere(monkeypatch, "time_kernels", fake_timing)
     fast = sparsify(model, masks, batch_sizes=(1, 64), check_model=False, fuse=False)
     assert isinstance(fast.fc1, SparseLinear) and fast.fc1.plan[1] != "dense" and fast.fc1.plan[64] == "dense"
     x = torch.randn(2, 1, 28, 28)
@@ -103,7 +112,7 @@ def test_the_plan_follows_the_measurement(monkeypatch):
     assert fast.fc1.kernel_for(x, 5) != "dense"  # nearer 1 than 64 in log scale
     assert fast.fc1.kernel_for(x, 16) == "dense"  # nearer 64
     assert fast.fc1.kernel_for(x.requires_grad_(), 1) == "dense"  # autograd: the dense path
-    monkeypatch.setattr(si, "time_kernels", lambda layer, x, kernels, *a, **k: {k: 1.0 for k in kernels})
+    patch_everywhere(monkeypatch, "time_kernels", lambda layer, x, kernels, *a, **k: {k: 1.0 for k in kernels})
     unchanged = sparsify(model, masks, fuse=False)
     assert not any(isinstance(m, SparseLinear) for m in unchanged.modules())  # a tie is not a win
     assert type(unchanged.fc1) is nn.Linear
@@ -112,12 +121,10 @@ def test_the_plan_follows_the_measurement(monkeypatch):
 @pytest.mark.parametrize("sparse_seconds", [2.0, 0.97])  # a loss, and a win within the 5% margin (noise)
 def test_the_whole_model_check_reverts_a_loss_end_to_end(monkeypatch, sparse_seconds):
     model, masks = pruned("lenet300", 0.05)
-    import ticketlab.sparse_inference as si
-
-    monkeypatch.setattr(si, "time_kernels", lambda layer, x, kernels, *a, **k: {k: 1.0 if k == "dense" else 0.5
-                                                                                for k in kernels})
-    monkeypatch.setattr(si, "time_calls", lambda functions, *a, **k: {n: sparse_seconds if n == "sparse" else 1.0
-                                                                       for n in functions})
+    patch_everywhere(monkeypatch, "time_kernels", lambda layer, x, kernels, *a, **k: {k: 1.0 if k == "dense" else 0.5
+                                                                                      for k in kernels})
+    patch_everywhere(monkeypatch, "time_calls", lambda functions, *a, **k: {n: sparse_seconds if n == "sparse" else 1.0
+                                                                             for n in functions})
     fast = sparsify(model, masks, batch_sizes=(1, 8))
     assert not any(isinstance(m, SparseLinear) for m in fast.modules())
     assert fast.sparse_model_timings == {1: (1.0, sparse_seconds), 8: (1.0, sparse_seconds)}
@@ -220,8 +227,8 @@ def test_sparsify_fuses_linear_chains_when_faster(monkeypatch):
     import ticketlab.sparse_inference as si
 
     model, masks = pruned("lenet300", 0.05)
-    monkeypatch.setattr(si, "time_calls", lambda functions, *a, **k: {n: 0.5 if n == "fused" else 1.0
-                                                                       for n in functions})
+    patch_everywhere(monkeypatch, "time_calls", lambda functions, *a, **k: {n: 0.5 if n == "fused" else 1.0
+                                                                             for n in functions})
     fast = sparsify(model, masks, batch_sizes=(1, 8), check_model=False)
     # the Flatten goes into the chain too, and the chain is then the whole model's forward
     assert isinstance(fast.fc1, si.FusedChain) and list(fast.sparse_fused) == ["fc1"]
