@@ -140,6 +140,9 @@ RANKS_SCRIPT = textwrap.dedent("""
         distributed.check_same_masks(mine, "level 1 imp")
     except TicketlabError as e:
         print(e)
+        del ddp  # as the worker does: leave the group cleanly (a live reducer at exit can abort the process)
+        distributed.barrier()
+        distributed.shutdown()
         sys.exit(2)
 """)
 
