@@ -111,3 +111,57 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
     assert rows[-1]["step"] == 10 and all(torch.isfinite(torch.tensor(r["val_loss"])) for r in rows)
     params = dict(model.named_parameters())
     assert all((params[n][~m] == 0).all() for n, m in masks.items())
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
+    """KeptOptimizer (compact kept entries, padded to KEPT_PAD) against fused Adam over whole tensors with masked
+    gradients: the same weight bits and the same state_dict; a state_dict loaded into a fresh one continues alike."""
+    from torch import nn
+
+    from ticketlab.training import KeptOptimizer, make_optimizer
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(optimizer=name, weight_decay=1e-2, lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    shapes = {"a": (32, 24), "b": (48,), "c": (5, 3), "d": (61,)}  # d: length not a multiple of 16, not compacted
+
+    def fresh():
+        model = nn.ParameterDict({k: nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(1)))
+                                  for k, s in shapes.items()})
+        masks = Masks({"a": torch.rand(shapes["a"], generator=torch.Generator().manual_seed(2)) < 0.3,
+                       "b": torch.rand(shapes["b"], generator=torch.Generator().manual_seed(3)) < 0.5,
+                       "c": torch.ones(shapes["c"], dtype=torch.bool),
+                       "d": torch.rand(shapes["d"], generator=torch.Generator().manual_seed(4)) < 0.5})
+        masks.apply(model)
+        return model, masks
+
+    whole, masks = fresh()
+    kept_model, _ = fresh()
+    reference, kept = make_optimizer(whole.parameters(), cfg), KeptOptimizer(kept_model, masks, cfg)
+    assert kept.names == {"a", "b"}
+
+    def step(model, opt, grads):
+        for p, grad in zip(model.values(), grads, strict=True):
+            p.grad = grad.clone()
+        for k, p in model.items():  # what MaskedUpdate does for the tensors KeptOptimizer leaves whole
+            if opt is reference or k not in kept.names:
+                p.grad.mul_(masks[k])
+        opt.step()
+
+    for i in range(12):
+        grads = [torch.randn(s, generator=g) * 10 ** (i % 4 - 2) for s in shapes.values()]
+        step(whole, reference, grads)
+        step(kept_model, kept, grads)
+        if i == 6:  # a resume: model then optimizer, as store.load_checkpoint does
+            resumed_model, _ = fresh()
+            resumed_model.load_state_dict(kept_model.state_dict())
+            resumed = KeptOptimizer(resumed_model, masks, cfg)
+            resumed.load_state_dict(kept.state_dict())
+            kept_model, kept = resumed_model, resumed
+    for k in shapes:
+        assert torch.equal(whole[k].detach().view(torch.int32), kept_model[k].detach().view(torch.int32))
+    ours, theirs = kept.state_dict()["state"], reference.state_dict()["state"]
+    for i in theirs:
+        for key in theirs[i]:
+            assert torch.equal(ours[i][key], theirs[i][key]), (i, key, (ours[i][key] - theirs[i][key]).abs().max())
