@@ -119,7 +119,7 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
     gradients: the same weight bits and the same state_dict; a state_dict loaded into a fresh one continues alike."""
     from torch import nn
 
-    from ticketlab.training import KeptOptimizer, make_optimizer
+    from ticketlab.optimizers import KeptOptimizer, make_optimizer
 
     torch.set_num_threads(1)
     cfg = TrainConfig(optimizer=name, weight_decay=1e-2, lr=1e-2)

@@ -29,17 +29,9 @@ from tqdm import tqdm
 
 from ..config import TrainConfig
 from ..masks import Masks
+from ..optimizers import ZERO_PRESERVING, make_optimizer
 from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
-from ..training import (
-    EVAL_BATCH,
-    ZERO_PRESERVING,
-    Diverged,
-    Plan,
-    batch_indices,
-    make_optimizer,
-    mask_grad_kernel,
-    resolve_device,
-)
+from ..training import EVAL_BATCH, Diverged, Plan, batch_indices, mask_grad_kernel, resolve_device
 from .stacked import CONVS, StackedModel
 
 NEXT = "checkpoint.next.safetensors"
