@@ -22,7 +22,7 @@ from ticketlab.models import build_model
 from ticketlab.presets import PRESETS, build_config, load_preset
 from ticketlab.table2 import PAPER, changed_settings, format_table2, table2
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, file_stamps, run_cli
 from .test_data import write_cifar_dir, write_idx_dir
 
 TINY_VAL = 2  # the official 5,000-image validation split does not fit in tiny data: the in-process runs hold out 2
@@ -38,13 +38,6 @@ SMOKE = {  # a few steps, tiny levels; everything else is the preset's
                      "data.batch_size=4"],
 }
 VISION = ("lenet5-mnist", "conv6-cifar10", "resnet50-cifar10")
-
-
-def files_state(root):
-    """Every file under `root` but the run lock (rewritten by every run with its holder) with its modification time
-    and size: equal before and after = nothing rewritten."""
-    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
 
 
 def run_dir(runs, preset):
@@ -117,7 +110,7 @@ def test_resnet50_prunes_20_percent_globally_and_rewinds_late(runs):
 
 
 def test_resume_trains_nothing(runs, data, monkeypatch):
-    before = files_state(runs)
+    before = file_stamps(runs)
     monkeypatch.setattr(lottery_module, "load_dataset", functools.partial(load_dataset, val_size=TINY_VAL))
     monkeypatch.setattr(lottery_module, "train", lambda *a, **k: pytest.fail("a finished stage was trained again"))
     for preset in ("conv6-cifar10", "resnet50-cifar10"):
@@ -125,7 +118,7 @@ def test_resume_trains_nothing(runs, data, monkeypatch):
     result = run_cli("run", "lenet5-mnist", "--runs-dir", runs, "--quiet", "--set", f"data.root={data}",
                      *[a for o in SMOKE["lenet5-mnist"] for a in ("--set", o)])
     assert result.returncode == 0, result.stderr
-    assert files_state(runs) == before
+    assert file_stamps(runs) == before
 
 
 def test_report_cli_puts_the_papers_figures_beside_ours(runs, tmp_path):

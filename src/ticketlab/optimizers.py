@@ -101,25 +101,18 @@ class KeptOptimizer:
     def state_dict(self) -> dict:
         """The inner optimizer's state_dict with compact state tensors spread to their tensors' shapes."""
         sd = self.optimizer.state_dict()
-        state = {}
-        for i, s in sd["state"].items():
-            if i in self.compact:
-                p, kept, compact, _ = self.compact[i]
-                s = {key: self._spread(v, p, kept) if torch.is_tensor(v) and v.shape == compact.shape else v
-                     for key, v in s.items()}
-            state[i] = s
-        return {"state": state, "param_groups": sd["param_groups"]}
+        return {"state": self._map_state(sd["state"], lambda v, p, kept, compact: self._spread(v, p, kept)),
+                "param_groups": sd["param_groups"]}
 
     def load_state_dict(self, sd: dict) -> None:
-        state = {}
-        for i, s in sd["state"].items():
-            if i in self.compact:
-                p, kept, compact, _ = self.compact[i]
-                s = {key: self._gather(v, kept, compact) if torch.is_tensor(v) and v.shape == p.shape else v
-                     for key, v in s.items()}
-            state[i] = s
+        state = self._map_state(sd["state"], lambda v, p, kept, compact: self._gather(v, kept, compact))
         self.optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
         self.reload()  # store.load_checkpoint loads the model first
+
+    def _map_state(self, state: dict, convert) -> dict:
+        """`state` with the per-entry tensors (moments, not the 0-d step count) of compacted tensors converted."""
+        return {i: {k: convert(v, *self.compact[i][:3]) if torch.is_tensor(v) and v.dim() else v for k, v in s.items()}
+                if i in self.compact else s for i, s in state.items()}
 
     @staticmethod
     def _spread(v: torch.Tensor, p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
