@@ -138,7 +138,7 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
 
     whole, masks = fresh()
     kept_model, _ = fresh()
-    reference, kept = make_optimizer(whole.parameters(), cfg), KeptOptimizer(kept_model, masks, cfg)
+    reference, kept = make_optimizer(whole.parameters(), cfg), KeptOptimizer.for_model(kept_model, masks, cfg)
     assert kept.names == {"a", "b"}
 
     def step(model, opt, grads):
@@ -156,7 +156,7 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
         if i == 6:  # a resume: model then optimizer, as store.load_checkpoint does
             resumed_model, _ = fresh()
             resumed_model.load_state_dict(kept_model.state_dict())
-            resumed = KeptOptimizer(resumed_model, masks, cfg)
+            resumed = KeptOptimizer.for_model(resumed_model, masks, cfg)
             resumed.load_state_dict(kept.state_dict())
             kept_model, kept = resumed_model, resumed
     for k in shapes:

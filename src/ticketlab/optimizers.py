@@ -1,6 +1,8 @@
 """The optimizers of masked training: the configured one (fused), and KeptOptimizer, which steps only the kept
 entries of pruned tensors."""
 
+import functools
+
 import torch
 from torch import nn
 
@@ -39,9 +41,32 @@ KEPT_OPTIMIZERS = ("adam", "adamw")
 def compactable(p: torch.Tensor, cfg: TrainConfig) -> bool:
     """Where KeptOptimizer was checked to give the same bits as the masked whole-tensor step (CPU float32), and
     was faster: on one thread (LeNet-300-100 at 20% kept: masked overhead +4.3..6.0% -> +0.3..1.6%). On two threads the
-    whole-tensor step runs in parallel and was faster (+6% against +9%); CUDA was not tried."""
+    whole-tensor step runs in parallel and was faster (+6% against +9%); CUDA was not tried.
+    The batched trainer measured the same: 8 tickets compacted on two threads, 6.3 ms a step against 5.9 ms."""
     cpu_float32 = p.device.type == "cpu" and p.dtype == torch.float32 and torch.get_num_threads() == 1
     return cfg.optimizer in KEPT_OPTIMIZERS and cpu_float32 and p.is_contiguous() and p.numel() % KEPT_PAD == 0
+
+
+def _gather(src, index, out):
+    """out[j] = src[index[j]]: a compiled loop over int32 indices, ~1.3-2.3x faster than index_select (1-2 threads)."""
+    for j in range(index.shape[0]):
+        out[j] = src[index[j]]
+
+
+def _scatter(src, index, out):
+    """out[index[j]] = src[j]: ~1.3-2.3x faster than index_copy_."""
+    for j in range(index.shape[0]):
+        out[index[j]] = src[j]
+
+
+@functools.cache
+def index_kernels():
+    """(gather, scatter) compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover
+        return None
+    return numba.njit(nogil=True, cache=True)(_gather), numba.njit(nogil=True, cache=True)(_scatter)
 
 
 class KeptOptimizer:
@@ -56,11 +81,11 @@ class KeptOptimizer:
     state in the whole tensors' shapes (zeros at pruned entries, as the masked step leaves them), so checkpoints are
     the same as the masked step's and interchangeable with the batched trainer's."""
 
-    def __init__(self, model: nn.Module, masks: Masks, cfg: TrainConfig):
-        names = {id(p): n for n, p in model.named_parameters()}
-        slots, self.compact = [], {}  # slot index -> (dense param, kept indices, compact param, its gradient)
-        for i, p in enumerate(model.parameters()):
-            mask = masks.get(names[id(p)])
+    def __init__(self, params: list[torch.Tensor], masks: list[torch.Tensor | None], cfg: TrainConfig):
+        """`params` with their masks (None: not pruned)."""
+        self.compact = {}  # slot index -> (dense param, kept indices, compact param, its gradient)
+        slots = []
+        for i, (p, mask) in enumerate(zip(params, masks, strict=True)):
             if mask is None or bool(mask.all()) or not compactable(p, cfg):
                 slots.append(p)
                 continue
@@ -69,11 +94,20 @@ class KeptOptimizer:
             compact = torch.zeros(size, dtype=p.dtype, device=p.device)
             self.compact[i] = (p, kept, compact, torch.zeros_like(compact))
             slots.append(compact)
-        self.names = frozenset(names[id(p)] for p, *_ in self.compact.values())
-        self.params = list(model.parameters())
+        self.params = list(params)
+        self.kernels = index_kernels() if self.compact else None
+        self.kept32 = {i: kept.to(torch.int32).numpy() for i, (_, kept, _, _) in self.compact.items()}
         self.optimizer = make_optimizer(slots, cfg)
         self.param_groups = self.optimizer.param_groups
         self.reload()
+
+    @classmethod
+    def for_model(cls, model: nn.Module, masks: Masks, cfg: TrainConfig) -> "KeptOptimizer":
+        """Over `model.parameters()`; `names` are the parameters it compacts (the others need masked gradients)."""
+        named = list(model.named_parameters())
+        optimizer = cls([p for _, p in named], [masks.get(n) for n, _ in named], cfg)
+        optimizer.names = frozenset(named[i][0] for i in optimizer.compact)
+        return optimizer
 
     @torch.no_grad()
     def reload(self) -> None:
@@ -87,15 +121,22 @@ class KeptOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        for p, kept, compact, grad in self.compact.values():
+        for i, (p, kept, compact, grad) in self.compact.items():
             if p.grad is None:  # skipped by the step, as the whole tensor would be
                 compact.grad = None
                 continue
-            torch.index_select(p.grad.reshape(-1), 0, kept, out=grad[: kept.numel()])
+            if self.kernels and p.grad.is_contiguous():
+                self.kernels[0](p.grad.view(-1).numpy(), self.kept32[i], grad.numpy())
+            else:
+                torch.index_select(p.grad.reshape(-1), 0, kept, out=grad[: kept.numel()])
             compact.grad = grad
         self.optimizer.step()
-        for p, kept, compact, _ in self.compact.values():
-            if compact.grad is not None:
+        for i, (p, kept, compact, _) in self.compact.items():
+            if compact.grad is None:
+                continue
+            if self.kernels:
+                self.kernels[1](compact.numpy(), self.kept32[i], p.detach().view(-1).numpy())
+            else:
                 p.view(-1).index_copy_(0, kept, compact[: kept.numel()])
 
     def state_dict(self) -> dict:

@@ -221,7 +221,7 @@ def train(
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model.to(device=device, memory_format=memory_format)
     masks.apply(model)
-    kept = KeptOptimizer(model, masks, cfg)
+    kept = KeptOptimizer.for_model(model, masks, cfg)
     update = MaskedUpdate(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=kept.names)
     optimizer = kept if kept.compact else kept.optimizer  # nothing pruned (the dense level): the plain optimizer
     ckpt, metrics_path = stage / "checkpoint.safetensors", stage / "metrics.jsonl"

@@ -1,12 +1,13 @@
 """Train K tickets of one architecture at once: one stacked model, one optimizer, per-copy everything else.
 
 Each copy keeps its own initial weights, masks, data order (its plan's data seed, so its own batch indices), data
-splits and optimizer state: one optimizer (`make_optimizer`, fused: one call for all) holds every copy's parameters
-as separate views into the stacked storage, so each update is the one the copy's own optimizer makes, bit for bit (on
-one stacked tensor the fused kernel would round a few elements differently: vectorised where a copy alone has its
-scalar tail). The copies' losses are summed before the backward pass; as no operation mixes copies, each copy's
-gradient is its own loss's gradient. With one thread, results equal K runs of `ticketlab.training.train` bit for bit
-(MLPs and convnets; tested); with more, as much as runs of `train` with different thread counts do (see stacked.py).
+splits and optimizer state: one optimizer (`KeptOptimizer`, fused: one call for all; on one thread it steps only
+the kept entries, as `train` does) holds every copy's parameters as separate views into the stacked storage, so each
+update is the one the copy's own optimizer makes, bit for bit (on one stacked tensor the fused kernel would round a
+few elements differently: vectorised where a copy alone has its scalar tail). The copies' losses are summed before
+the backward pass; as no operation mixes copies, each copy's gradient is its own loss's gradient. With one thread,
+results equal K runs of `ticketlab.training.train` bit for bit (MLPs and convnets; tested); with more, as much as
+runs of `train` with different thread counts do (see stacked.py).
 
 Each copy's stage directory gets exactly the files `train` writes (metrics.jsonl, checkpoint.safetensors in the same
 format), so reports read them unchanged and a stage can resume batched or alone. Checkpoints of a group are written
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from ..config import TrainConfig
 from ..masks import Masks
-from ..optimizers import ZERO_PRESERVING, make_optimizer
+from ..optimizers import ZERO_PRESERVING, KeptOptimizer, make_optimizer
 from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
 from ..training import EVAL_BATCH, Diverged, Plan, batch_indices, mask_grad_kernel, resolve_device
 from .stacked import CONVS, StackedModel
@@ -134,7 +135,8 @@ class BatchedRun:
         self.model = StackedModel([t.model for t in tickets], self.device)
         self.n = len(self.model.names)
         self.views = [self.model.params[name].detach().unbind(0) for name in self.model.names]  # [param][copy]
-        self.optimizer = make_optimizer([v[k] for k in range(len(tickets)) for v in self.views], cfg)
+        self.optimizer = KeptOptimizer([v[k] for k in range(len(tickets)) for v in self.views],
+                                       [t.masks.get(name) for t in tickets for name in self.model.names], cfg)
         if self.extras[0] is not None:
             state = {k * self.n + j: s for k, e in enumerate(self.extras) for j, s in e.pop("opt").items()}
             self.optimizer.load_state_dict({"state": state,
@@ -158,10 +160,11 @@ class BatchedRun:
         return {**extra, "opt": own.state_dict()["state"]}
 
     def stacked_masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(stacked parameter, float mask) for tensors where some copy has pruned entries."""
+        """(stacked parameter, float mask) for tensors where some copy has pruned entries the optimizer steps."""
         out = []
+        compacted = {self.model.names[i % self.n] for i in self.optimizer.compact}  # their gradients are gathered
         for name in self.tickets[0].masks:
-            if all(bool(t.masks[name].all()) for t in self.tickets):
+            if name in compacted or all(bool(t.masks[name].all()) for t in self.tickets):
                 continue
             p = self.model.params[name]
             out.append((p, torch.stack([t.masks[name] for t in self.tickets]).to(device=p.device, dtype=p.dtype)))
