@@ -178,8 +178,10 @@ def test_bench_training_sections_time_both_sides_and_print_the_targets():
     table = format_batching(times, 2, 3)
     assert "batched / sequential" in table and "target: batched >= 3.5x" in table
     times = masked_training_times(steps=3, repeats=2)
+    assert set(times) == {"dense", "masked", "torch-prune"}
     assert all(len(runs) == 2 and all(r > 0 for pair in runs for r in pair) for runs in times.values())
-    assert "masked overhead" in format_masked_training(times, 3)
+    table = format_masked_training(times, 3)
+    assert "masked overhead over dense" in table and "torch-prune overhead over dense" in table
 
 
 def test_bench_command(tmp_path):
