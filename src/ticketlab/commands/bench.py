@@ -278,7 +278,35 @@ def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: boo
     return times
 
 
-def format_batching(times: dict, k: int, steps: int) -> str:
+LENET300_LAYERS = ((784, 300), (300, 100), (100, 10))
+
+
+def train_flops_per_step(batch: int = BATCH) -> int:
+    """LeNet-300-100's matmul FLOPs in one training step: forward, weight gradients, and input gradients past the
+    first layer (elementwise work not counted)."""
+    macs = sum(i * o for i, o in LENET300_LAYERS)
+    return 2 * batch * (2 * macs + sum(i * o for i, o in LENET300_LAYERS[1:]))
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-`repeats` throughput of one n x n x n fp32 matmul: this machine's dense GEMM ceiling."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(3):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / 3)
+    return 2 * n**3 / best / 1e9
+
+
+def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None) -> str:
+    """The table; with `peak_gflops` (sgemm_gflops) also the achieved GFLOP/s of both sides as a fraction of it."""
     import statistics
 
     import torch
@@ -296,12 +324,18 @@ def format_batching(times: dict, k: int, steps: int) -> str:
     if torch.get_num_threads() == 1:  # one thread: CPU time is what the work costs, whatever else the machine runs
         cpu = [s / b for (_, s), (_, b) in zip(seq, bat, strict=True)]
         lines.append(f"per CPU second: {statistics.median(cpu):.2f}x")
+    if peak_gflops:
+        flops = train_flops_per_step() * k * steps
+        rates = {name: flops / statistics.median(w for w, _ in runs) / 1e9 for name, runs in (("batched", bat),
+                                                                                              ("sequential", seq))}
+        lines.append(f"dense sgemm 2048^3: {peak_gflops:.1f} GFLOP/s; matmul GFLOP/s achieved in training: "
+                     + ", ".join(f"{n} {r:.1f} = {100 * r / peak_gflops:.0f}%" for n, r in rates.items()))
     return "\n".join(lines)
 
 
 def batching_report(quick: bool = False, progress: bool = False) -> str:
     steps, repeats = (100, 3) if quick else (300, 5)
-    return format_batching(batching_times(8, steps, repeats, progress), 8, steps)
+    return format_batching(batching_times(8, steps, repeats, progress), 8, steps, sgemm_gflops())
 
 
 # -- masked training ------------------------------------------------------------------------------------------
