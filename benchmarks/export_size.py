@@ -4,7 +4,7 @@ in each format (auto, bitmask, csr). Target (issue 6): <= 1.15x the floor.
 Run: .venv/bin/python benchmarks/export_size.py
 """
 
-from ticketlab.commands.bench import export_report
+from ticketlab.bench import export_report
 
 if __name__ == "__main__":
     print(export_report(quick=False))

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from ticketlab.commands.bench import format_masked_training, masked_training_times
+from ticketlab.bench import format_masked_training, masked_training_times
 
 
 def main():

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from ticketlab.commands.bench import (
+from ticketlab.bench import (
     BATCHES,
     DENSITIES,
     QUICK_DENSITIES,

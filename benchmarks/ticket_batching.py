@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from ticketlab.commands.bench import batching_times, format_batching, sgemm_gflops
+from ticketlab.bench import batching_times, format_batching, sgemm_gflops
 
 
 def main():

@@ -149,7 +149,7 @@ def test_bad_arguments():
 
 
 def test_benchmark_rows_measure_models_against_dense():
-    from ticketlab.commands.bench import format_inference, inference_rows
+    from ticketlab.bench import format_inference, inference_rows
 
     def small():
         model = build_model("mlp", num_classes=10, hidden=(64,), input_shape=(32,), seed=0).eval()
@@ -165,7 +165,7 @@ def test_benchmark_rows_measure_models_against_dense():
 
 def test_bench_training_sections_time_both_sides_and_print_the_targets():
     """The batching and masked-training sections of `ticketlab bench`, tiny: every repeat times both sides."""
-    from ticketlab.commands.bench import (
+    from ticketlab.bench import (
         batching_times,
         format_batching,
         format_masked_training,

@@ -1,0 +1,115 @@
+"""K tickets trained as one batched model against the same K trained one after another, and the matmul GFLOP/s
+both achieve against this machine's dense GEMM."""
+
+import tempfile
+from pathlib import Path
+
+from .workloads import BATCH, timed
+
+
+def batching_tickets(k: int, splits, cfg, root: Path) -> list:
+    """k LeNet-300-100 tickets with their own init, data order and layer-wise magnitude masks (kept 20%, 16%, ...)."""
+    from ..batching import Ticket
+    from ..masks import Masks
+    from ..models import build_model
+    from ..pruning import PruneSpec, prune
+    from ..training import make_plan
+
+    tickets = []
+    for i in range(k):
+        model = build_model("lenet300", num_classes=10, seed=i)
+        masks = prune(model, Masks.ones(model), PruneSpec(rate=1 - 0.2 * 0.8 ** (i % 4)))
+        tickets.append(Ticket(model, masks, splits, make_plan(cfg, len(splits.train), BATCH, data_seed=i),
+                              root / f"ticket{i}"))
+    return tickets
+
+
+def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: bool = False) -> dict:
+    """{"sequential": [(wall, cpu)] * repeats, "batched": [...]}: k tickets trained one after another by `train`
+    (the engine's per-ticket loop) and as one batched model, alternating so machine noise hits both alike. Both write
+    their stage files and evaluate at the start and the end."""
+    import copy
+
+    from tqdm import tqdm
+
+    from ..batching import train_batched
+    from ..config import TrainConfig
+    from ..data import load_dataset
+    from ..training import train
+
+    splits = load_dataset("mnist-mini")
+    cfg = TrainConfig(steps=f"{steps}it", optimizer="adam", lr=1.2e-3, eval_every=f"{steps}it",
+                      checkpoint_every=f"{10 * steps}it")
+    runs = {
+        "sequential": lambda ts: [train(t.model, t.masks, t.splits, cfg, copy.copy(t.plan), t.stage) for t in ts],
+        "batched": lambda ts: train_batched(ts, cfg),
+    }
+    times = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, run in runs.items():  # warm-up: first calls allocate, numba and MKL initialise
+            run(batching_tickets(2, splits, cfg, Path(tmp) / f"warm-{name}"))
+        for r in tqdm(range(repeats), desc="ticket batching", disable=not progress, leave=False):
+            for name, run in runs.items():
+                tickets = batching_tickets(k, splits, cfg, Path(tmp) / f"{name}{r}")
+                times[name].append(timed(lambda run=run, tickets=tickets: run(tickets)))
+    return times
+
+
+LENET300_LAYERS = ((784, 300), (300, 100), (100, 10))
+
+
+def train_flops_per_step(batch: int = BATCH) -> int:
+    """LeNet-300-100's matmul FLOPs in one training step: forward, weight gradients, and input gradients past the
+    first layer (elementwise work not counted)."""
+    macs = sum(i * o for i, o in LENET300_LAYERS)
+    return 2 * batch * (2 * macs + sum(i * o for i, o in LENET300_LAYERS[1:]))
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-`repeats` throughput of one n x n x n fp32 matmul: this machine's dense GEMM ceiling."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(3):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / 3)
+    return 2 * n**3 / best / 1e9
+
+
+def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None) -> str:
+    """The table; with `peak_gflops` (sgemm_gflops) also the achieved GFLOP/s of both sides as a fraction of it."""
+    import statistics
+
+    import torch
+
+    seq, bat = times["sequential"], times["batched"]
+    lines = [f"ticket batching: {k} LeNet-300-100 tickets x {steps} steps, batch {BATCH}, Adam, {len(seq)} repeats "
+             f"alternating, {torch.get_num_threads()} threads; target: batched >= 3.5x the throughput of sequential",
+             f"{'':<22} {'median s':>9} {'best s':>8} {'ticket-steps/s':>15}"]
+    for name, runs in (("sequential (k x train)", seq), ("batched", bat)):
+        median = statistics.median(w for w, _ in runs)
+        lines.append(f"{name:<22} {median:9.2f} {min(w for w, _ in runs):8.2f} {k * steps / median:15.0f}")
+    ratios = [s / b for (s, _), (b, _) in zip(seq, bat, strict=True)]
+    lines.append(f"batched / sequential: {statistics.median(ratios):.2f}x (median of the repeats' ratios; "
+                 f"range {min(ratios):.2f}-{max(ratios):.2f}x)")
+    if torch.get_num_threads() == 1:  # one thread: CPU time is what the work costs, whatever else the machine runs
+        cpu = [s / b for (_, s), (_, b) in zip(seq, bat, strict=True)]
+        lines.append(f"per CPU second: {statistics.median(cpu):.2f}x")
+    if peak_gflops:
+        flops = train_flops_per_step() * k * steps
+        rates = {name: flops / statistics.median(w for w, _ in runs) / 1e9 for name, runs in (("batched", bat),
+                                                                                              ("sequential", seq))}
+        lines.append(f"dense sgemm 2048^3: {peak_gflops:.1f} GFLOP/s; matmul GFLOP/s achieved in training: "
+                     + ", ".join(f"{n} {r:.1f} = {100 * r / peak_gflops:.0f}%" for n, r in rates.items()))
+    return "\n".join(lines)
+
+
+def batching_report(quick: bool = False, progress: bool = False) -> str:
+    steps, repeats = (100, 3) if quick else (300, 5)
+    return format_batching(batching_times(8, steps, repeats, progress), 8, steps, sgemm_gflops())

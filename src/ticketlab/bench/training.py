@@ -1,0 +1,69 @@
+"""Masked training against dense training and against torch.nn.utils.prune."""
+
+import tempfile
+from pathlib import Path
+
+from .workloads import BATCH, timed
+
+TRAINING_VARIANTS = ("dense", "masked", "torch-prune")
+
+
+def masked_training_times(steps: int = 600, repeats: int = 5) -> dict:
+    """{variant: [(steps per wall second, per CPU second)] * repeats}: LeNet-300-100 trained by `train` without masks
+    ("dense"), under a 20%-kept mask ("masked"), and with the same mask attached by `torch.nn.utils.prune` instead
+    ("torch-prune": weight = weight_orig * weight_mask recomputed in every forward pass), alternating."""
+    from ..config import TrainConfig
+    from ..data import load_dataset
+    from ..masks import Masks
+    from ..models import build_model
+    from ..pruning import PruneSpec, prune
+    from ..torch_prune import to_torch_prune
+    from ..training import make_plan, train
+
+    splits = load_dataset("mnist-mini")
+    cfg = TrainConfig(steps=f"{steps}it", eval_every=f"{steps}it", checkpoint_every=f"{10 * steps}it")
+
+    def rate(name: str) -> tuple[float, float]:
+        model = build_model("lenet300", num_classes=10, seed=0)
+        masks = Masks({}) if name == "dense" else prune(model, Masks.ones(model), PruneSpec(rate=0.8))
+        if name == "torch-prune":  # the mask lives in the model: `train` sees plain parameters
+            model, masks = to_torch_prune(model, masks), Masks({})
+        plan = make_plan(cfg, len(splits.train), BATCH, data_seed=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, cpu = timed(lambda: train(model, masks, splits, cfg, plan, Path(tmp)))
+        return plan.total / wall, plan.total / cpu
+
+    rate("dense")  # warm-up
+    times = {name: [] for name in TRAINING_VARIANTS}
+    for _ in range(repeats):
+        for name in TRAINING_VARIANTS:
+            times[name].append(rate(name))
+    return times
+
+
+def format_masked_training(times: dict, steps: int) -> str:
+    import statistics
+
+    import torch
+
+    def overheads(name: str, per: int = 0) -> list[float]:  # per 0: wall time, 1: CPU time
+        return [100 * (d[per] / m[per] - 1) for d, m in zip(times["dense"], times[name], strict=True)]
+
+    lines = [f"masked training: LeNet-300-100, batch {BATCH}, {steps} steps x {len(times['dense'])} repeats "
+             f"alternating, {torch.get_num_threads()} threads; target: masked overhead <= 5%"]
+    for name in TRAINING_VARIANTS:
+        lines.append(f"{name:<12} {statistics.median(r for r, _ in times[name]):8.0f} steps/s (median)")
+    for name in TRAINING_VARIANTS[1:]:
+        o = overheads(name)
+        lines.append(f"{name} overhead over dense: {statistics.median(o):+.1f}% (median of the repeats; range "
+                     f"{min(o):+.1f}% to {max(o):+.1f}%)" +
+                     (f"; per CPU second {statistics.median(overheads(name, 1)):+.1f}%"
+                      if torch.get_num_threads() == 1 else ""))
+    speedup = [m / t for (m, _), (t, _) in zip(times["masked"], times["torch-prune"], strict=True)]
+    lines.append(f"masked / torch-prune throughput: {statistics.median(speedup):.2f}x")
+    return "\n".join(lines)
+
+
+def training_report(quick: bool = False) -> str:
+    steps, repeats = (300, 3) if quick else (600, 5)
+    return format_masked_training(masked_training_times(steps, repeats), steps)
