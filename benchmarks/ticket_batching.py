@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from ticketlab.bench import batching_times, format_batching, sgemm_gflops
+from ticketlab.bench import batching_times, format_batching, sgemm_gflops, step_floor
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     times = batching_times(args.tickets, args.steps, args.repeats, progress=True)
-    print(format_batching(times, args.tickets, args.steps, sgemm_gflops()))
+    print(format_batching(times, args.tickets, args.steps, sgemm_gflops(), step_floor(args.tickets)))
     print(f"all runs (wall s): sequential {[round(w, 2) for w, _ in times['sequential']]}, "
           f"batched {[round(w, 2) for w, _ in times['batched']]}")
 

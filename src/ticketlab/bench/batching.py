@@ -82,8 +82,53 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None) -> str:
-    """The table; with `peak_gflops` (sgemm_gflops) also the achieved GFLOP/s of both sides as a fraction of it."""
+def _best_time(fn, repeats: int) -> float:
+    import time
+
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def step_floor(k: int = 8, kept: float = 0.15, repeats: int = 50) -> dict:
+    """Seconds of the parts of one K-copy LeNet-300-100 step that a batched trainer with dense matmuls cannot skip,
+    each timed alone at its best (hot caches: optimistic): the step's matmuls as batched `bmm` (forward, weight
+    gradients, input gradients past the first layer), and one fused Adam step over the K copies' weights, whole
+    ("adam_all") or over a `kept` fraction of them only ("adam_kept", as KeptOptimizer steps them)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(k, o, i) for i, o in LENET300_LAYERS]
+    weights = [torch.randn(s, generator=g) for s in shapes]
+    inputs = [torch.randn(k, BATCH, i, generator=g) for _, _, i in shapes]
+    grads = [torch.randn(k, BATCH, o, generator=g) for _, o, _ in shapes]
+
+    def matmuls():
+        for n, (w, x, dy) in enumerate(zip(weights, inputs, grads, strict=True)):
+            torch.bmm(x, w.mT)
+            torch.bmm(dy.mT, x)
+            if n:
+                torch.bmm(dy, w)
+
+    def adam(fraction: float):
+        params = [torch.zeros(max(16, int(fraction * w[0].numel())), requires_grad=True) for w in weights
+                  for _ in range(k)]  # a tensor per copy, as the trainer's optimizer holds them
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        return torch.optim.Adam(params, fused=True).step
+
+    return {"matmuls": _best_time(matmuls, repeats), "adam_all": _best_time(adam(1.0), repeats),
+            "adam_kept": _best_time(adam(kept), repeats)}
+
+
+def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None,
+                    floor: dict | None = None) -> str:
+    """The table; with `peak_gflops` (sgemm_gflops) also the achieved GFLOP/s of both sides as a fraction of it, with
+    `floor` (step_floor) the ceiling those parts put on the ratio."""
     import statistics
 
     import torch
@@ -107,9 +152,18 @@ def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None =
                                                                                               ("sequential", seq))}
         lines.append(f"dense sgemm 2048^3: {peak_gflops:.1f} GFLOP/s; matmul GFLOP/s achieved in training: "
                      + ", ".join(f"{n} {r:.1f} = {100 * r / peak_gflops:.0f}%" for n, r in rates.items()))
+    if floor:
+        sequential_step = statistics.median(w for w, _ in seq) / steps  # all k tickets' step, in sequence
+        ms = {name: 1e3 * t for name, t in floor.items()}
+        lines.append(f"a batched step's floor, its parts timed alone: matmuls {ms['matmuls']:.2f} ms + fused Adam "
+                     f"{ms['adam_all']:.2f} ms over all weights ({ms['adam_kept']:.2f} ms over 15% of them) against "
+                     f"{1e3 * sequential_step:.2f} ms for the {k} sequential steps: ceiling "
+                     f"{sequential_step / (floor['matmuls'] + floor['adam_all']):.2f}x "
+                     f"({sequential_step / (floor['matmuls'] + floor['adam_kept']):.2f}x stepping kept weights only, "
+                     "with every other part free)")
     return "\n".join(lines)
 
 
 def batching_report(quick: bool = False, progress: bool = False) -> str:
     steps, repeats = (100, 3) if quick else (300, 5)
-    return format_batching(batching_times(8, steps, repeats, progress), 8, steps, sgemm_gflops())
+    return format_batching(batching_times(8, steps, repeats, progress), 8, steps, sgemm_gflops(), step_floor(8))
