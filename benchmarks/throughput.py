@@ -36,7 +36,8 @@ from ticketlab.masks import Masks
 from ticketlab.models import MODELS, build_model
 from ticketlab.presets import build_config, load_preset
 from ticketlab.pruning import PruneSpec, prune
-from ticketlab.training import evaluate, make_plan, train
+from ticketlab.schedule import make_plan
+from ticketlab.training import evaluate, train
 
 ADAM = {"optimizer": "adam"}
 SGD = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}

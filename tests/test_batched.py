@@ -7,17 +7,19 @@ import pytest
 import torch
 
 from ticketlab.batching import StackedModel, Ticket, batchable, train_batched
-from ticketlab.batching.trainer import NEXT, reconcile
+from ticketlab.batching.checkpoints import NEXT, reconcile
 from ticketlab.config import TrainConfig
 from ticketlab.data import InMemory, Splits
 from ticketlab.data.augment import AUGMENTATIONS
 from ticketlab.files import load_tensors
-from ticketlab.lottery import Lottery, balanced_chunks, run_lotteries
+from ticketlab.lottery import Lottery
 from ticketlab.masks import Masks
 from ticketlab.models import build_model
 from ticketlab.presets import build_config
 from ticketlab.pruning import PruneSpec, prune
-from ticketlab.training import make_plan, train
+from ticketlab.schedule import make_plan
+from ticketlab.stages import balanced_chunks, run_lotteries
+from ticketlab.training import train
 
 from .conftest import Tiny, assert_user_error, run_cli
 
@@ -296,9 +298,9 @@ def test_engine_resumes_a_crashed_batched_run_identically(tmp_path, monkeypatch,
 
 
 def test_compiled_gradient_masking_gives_the_bits_of_torchs_multiply():
-    """training.MaskedUpdate and the batched trainer mask gradients on one CPU thread with a compiled loop over
+    """masked_update.MaskedUpdate and the batched trainer mask gradients on one CPU thread with a compiled loop over
     one-byte masks: bit for bit torch's multiply by the float mask (-0.0 for negative pruned gradients, NaN kept)."""
-    from ticketlab.training import mask_grad_kernel
+    from ticketlab.masked_update import mask_grad_kernel
 
     kernel = mask_grad_kernel()
     if kernel is None:

@@ -122,7 +122,7 @@ RANKS_SCRIPT = textwrap.dedent("""
     assert got == Masks({"w": torch.arange(20).reshape(4, 5) % 2 == 0}), me
     distributed.check_same_masks(got, "level 1 imp")  # the same: passes
     # Pruned gradients are zero on every rank after DDP's all-reduce (ranks see different data), kept ones agree.
-    from ticketlab.training import MaskedUpdate
+    from ticketlab.masked_update import MaskedUpdate
     torch.manual_seed(0)
     model, keep = torch.nn.Linear(5, 4), Masks({"weight": torch.arange(20).reshape(4, 5) % 3 != 0})
     keep.apply(model)

@@ -8,7 +8,8 @@ from ticketlab.data import InMemory, Splits
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Masks
 from ticketlab.pruning import PruneSpec, prune
-from ticketlab.training import Diverged, early_stop, lr_schedule, make_plan, train
+from ticketlab.schedule import lr_schedule, make_plan
+from ticketlab.training import Diverged, early_stop, train
 
 from .conftest import Tiny
 

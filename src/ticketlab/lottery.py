@@ -2,7 +2,8 @@
 
 Level 0 trains the dense network. Each later level prunes the previous level's final weights, resets the survivors
 to the rewind point and retrains. Every stage checks for its own output first, so running the same command again
-resumes where a killed run stopped and ends with the same numbers."""
+resumes where a killed run stopped and ends with the same numbers. Which stages train when, batched or alone, is
+the scheduler's (stages.py)."""
 
 import inspect
 import math
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .batching import Ticket, batchable, train_batched
+from .batching import Ticket, batchable
 from .config import Config, parse_duration
 from .data import load_dataset
 from .data.augment import AUGMENTATIONS
@@ -23,8 +24,10 @@ from .files import read_json, write_json_atomic
 from .masks import Masks, prunable_names
 from .models import build_model, model_info
 from .pruning import PruneSpec, prune, random_like
+from .schedule import make_plan
+from .stages import Stage, remove_checkpoints, run_lotteries
 from .store import RunStore, is_done, load_weights, save_weights
-from .training import early_stop, make_plan, resolve_device, train
+from .training import early_stop, resolve_device, train
 
 REINIT_SEED_OFFSET = 7919  # fresh initialisations for the random-reinit baseline: init seed + offset * level
 
@@ -166,13 +169,13 @@ class Lottery:
     def run(self) -> RunStore:
         return run_lotteries([self])[0]
 
-    def stages(self, level: int) -> list["Stage"]:
+    def stages(self, level: int) -> list[Stage]:
         """The stages of a level, done or not: IMP, then (from level 1) the baselines."""
         kinds = ["imp", *(self.cfg.lottery.baselines if level else [])]
         return [Stage(self, self.store.level(level) if kind == "imp" else self.store.baseline(level, kind), kind,
                       level) for kind in kinds]
 
-    def prepare(self, stage: "Stage", masks: Masks) -> Ticket:
+    def prepare(self, stage: Stage, masks: Masks) -> Ticket:
         """Start weights, masks, plan (and the θk snapshot of level 0) of a stage; `masks` are the level's."""
         level, kind = stage.level, stage.kind
         desc = f"{self.store.root.name} level {level} {kind}"
@@ -209,97 +212,6 @@ class Lottery:
         if lottery.target_density is not None and summary["density"] <= lottery.target_density:
             return True
         return lottery.max_drop is not None and dense["best_val_acc"] - summary["best_val_acc"] > lottery.max_drop
-
-
-@dataclass
-class Stage:
-    """One training of a run (IMP at a level, or a baseline) as the scheduler sees it."""
-
-    lottery: Lottery
-    path: Path
-    kind: str
-    level: int
-
-    def done(self) -> bool:
-        return is_done(self.path)
-
-
-def run_lotteries(lotteries: list[Lottery]) -> list[RunStore]:
-    """Run lotteries (e.g. one per seed) level by level. At each level the stages of all runs still going (IMP and
-    its baselines; level L+1 needs level L, so levels run in order) train together as batched models when they
-    share an architecture and a schedule (`train.batch_tickets`, ticketlab.batching), else one after another."""
-    for lottery in lotteries:
-        if distributed.is_main() and not lottery.store.init_path.exists():
-            save_weights(lottery.store.init_path, lottery.model)
-    distributed.barrier()
-    dense: dict[int, dict] = {}
-    active, level = list(lotteries), 0
-    while active:
-        train_stages([stage for lottery in active for stage in lottery.stages(level)])
-        going = []
-        for lottery in active:
-            summary = read_json(lottery.store.level(level) / "summary.json")
-            dense.setdefault(id(lottery), summary)
-            if level < lottery.cfg.lottery.levels and not (level and lottery.should_stop(summary, dense[id(lottery)])):
-                going.append(lottery)
-        active, level = going, level + 1
-    return [lottery.store for lottery in lotteries]
-
-
-def train_stages(stages: list[Stage]) -> None:
-    """Train the stages not done yet: groups of equal batch keys in chunks of at most `train.batch_tickets`.
-
-    Chunks are cut from all stages, done or not, so a resumed run batches exactly as the first attempt did."""
-    groups: dict = {}
-    for i, stage in enumerate(stages):
-        key = stage.lottery.batch_key(stage.level)
-        groups.setdefault(("alone", i) if key is None else key, []).append(stage)
-    for group in groups.values():
-        for chunk in balanced_chunks(group, group[0].lottery.cfg.train.batch_tickets):
-            pending = [s for s in chunk if not s.done()]
-            for s in chunk:
-                if s.done() and distributed.is_main():  # a run killed between a summary and the checkpoint's removal
-                    remove_checkpoints(s.path)
-            if len(chunk) == 1 and pending:
-                s = pending[0]
-                t = s.lottery.prepare(s, s.lottery.level_masks(s.level))
-                s.lottery.run_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, t.snapshot)
-            elif pending:
-                train_chunk(pending, len(chunk))
-
-
-def remove_checkpoints(stage: Path) -> None:
-    for name in ("checkpoint.safetensors", "checkpoint.next.safetensors"):
-        (stage / name).unlink(missing_ok=True)
-
-
-def train_chunk(stages: list[Stage], batched: int) -> None:
-    """Train `stages` as one batched model; `batched` is the size of their chunk (the same on every resume)."""
-    masks = {}  # the level's IMP masks, computed once per run (baselines derive theirs from them)
-    for s in stages:
-        masks.setdefault(id(s.lottery), s.lottery.level_masks(s.level))
-    tickets = [s.lottery.prepare(s, masks[id(s.lottery)]) for s in stages]
-    for s, t in zip(stages, tickets, strict=True):
-        s.lottery.begin_stage(s.path, t.masks)
-    first = stages[0].lottery
-    started = time.perf_counter()
-    rows = train_batched(tickets, first.cfg.train, augment=AUGMENTATIONS.get(first.cfg.data.augment),
-                         progress=first.progress, desc=f"level {stages[0].level}: {len(stages)} tickets batched")
-    wall = time.perf_counter() - started
-    for s, t, r in zip(stages, tickets, rows, strict=True):
-        s.lottery.finish_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, r, wall, batched=batched)
-
-
-def balanced_chunks(items: list, limit: int) -> list[list]:
-    """`items` in order, cut into the fewest chunks of at most `limit`, their sizes differing by at most one."""
-    n = max(1, math.ceil(len(items) / max(limit, 1)))
-    size, extra = divmod(len(items), n)
-    out, i = [], 0
-    for c in range(n):
-        step = size + (c < extra)
-        out.append(items[i : i + step])
-        i += step
-    return [c for c in out if c]
 
 
 def open_store(runs_dir: str | Path, cfg: Config, preset: str | None) -> RunStore:

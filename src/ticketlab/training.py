@@ -1,16 +1,14 @@
 """Masked training: pruned weights stay exactly zero and get no update, for any optimizer.
 
-Gradients of pruned weights are zeroed before the optimizer step and the mask is re-applied after it, so momentum,
-weight decay and Adam's moments cannot revive them. The data order and the learning rate are pure functions of the
-step, so a stage resumed from a checkpoint continues exactly where it stopped. On one CPU thread Adam and AdamW step
-only the kept entries of pruned tensors (KeptOptimizer): the same bits, less memory traffic."""
+Gradients of pruned weights are zeroed before the optimizer step and the mask is re-applied after it (MaskedUpdate,
+masked_update.py), so momentum, weight decay and Adam's moments cannot revive them. The data order and the learning
+rate are pure functions of the step (schedule.py), so a stage resumed from a checkpoint continues exactly where it
+stopped. On one CPU thread Adam and AdamW step only the kept entries of pruned tensors (KeptOptimizer): the same
+bits, less memory traffic."""
 
 import contextlib
-import functools
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,10 +17,12 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
-from .config import TrainConfig, parse_duration
+from .config import TrainConfig
 from .errors import TicketlabError
+from .masked_update import MaskedUpdate
 from .masks import Masks
 from .optimizers import ZERO_PRESERVING, KeptOptimizer
+from .schedule import Plan, batch_indices
 from .store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
 
 EVAL_BATCH = 1000
@@ -30,52 +30,6 @@ EVAL_BATCH = 1000
 
 class Diverged(TicketlabError):
     """The loss became NaN or infinite; what was written so far is kept."""
-
-
-@dataclass
-class Plan:
-    """How one stage trains: steps [start, total), the lr at each step, when to evaluate and checkpoint."""
-
-    total: int
-    steps_per_epoch: int
-    batch_size: int
-    data_seed: int
-    lr: Callable[[int], float]
-    eval_every: int
-    checkpoint_every: int
-    start: int = 0
-
-
-def make_plan(cfg: TrainConfig, n_train: int, batch_size: int, data_seed: int) -> Plan:
-    spe = math.ceil(n_train / batch_size)
-    total = parse_duration(cfg.steps, spe, "train.steps")
-    return Plan(
-        total=total,
-        steps_per_epoch=spe,
-        batch_size=batch_size,
-        data_seed=data_seed,
-        lr=lr_schedule(cfg, total, spe),
-        eval_every=max(1, parse_duration(cfg.eval_every, spe, "train.eval_every")),
-        checkpoint_every=max(1, parse_duration(cfg.checkpoint_every, spe, "train.checkpoint_every")),
-    )
-
-
-def lr_schedule(cfg: TrainConfig, total: int, spe: int) -> Callable[[int], float]:
-    """lr(step): linear warmup, then constant, step milestones (x gamma each), or linear or cosine decay to zero."""
-    warmup = parse_duration(cfg.warmup, spe, "train.warmup")
-    milestones = [parse_duration(m, spe, "train.milestones entry") for m in cfg.milestones]
-
-    def lr(step: int) -> float:
-        factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-        if cfg.schedule == "step":
-            factor *= cfg.gamma ** sum(step >= m for m in milestones)
-        elif cfg.schedule == "linear":
-            factor *= max(0.0, 1 - min(step, total) / max(total, 1))
-        elif cfg.schedule == "cosine":
-            factor *= 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-        return cfg.lr * factor
-
-    return lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,77 +55,6 @@ def autocast(cfg: TrainConfig, device: torch.device):
     if cfg.precision == "fp16" and device.type != "cuda":
         raise TicketlabError(f"train.precision fp16 needs a CUDA device, got {device.type}; use bf16 or fp32")
     return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
-
-
-@functools.lru_cache(maxsize=64)
-def epoch_order(data_seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The permutation of epoch `epoch` (cached: every step of an epoch slices the same one; never mutated)."""
-    g = torch.Generator().manual_seed(data_seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def batch_indices(step: int, n: int, plan: Plan) -> torch.Tensor:
-    """Indices of the batch at `step`: epoch e uses a permutation seeded by (data seed, e)."""
-    epoch, pos = divmod(step, plan.steps_per_epoch)
-    return epoch_order(plan.data_seed, epoch, n)[pos * plan.batch_size : (pos + 1) * plan.batch_size]
-
-
-def _mask_grad(grad, mask):
-    """grad *= mask over a flat float32 gradient and a uint8 mask: the same bits as multiplying by a float mask (by 0
-    or 1: exact, -0.0 and NaN alike), reading a quarter of the mask bytes."""
-    for i in range(grad.shape[0]):
-        grad[i] *= mask[i]
-
-
-@functools.cache
-def mask_grad_kernel():
-    """`_mask_grad` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover
-        return None
-    return numba.njit(nogil=True, cache=True)(_mask_grad)
-
-
-class MaskedUpdate:
-    """Zeroes pruned gradients before each optimizer step, and pruned weights after it unless the optimizer is
-    zero-preserving (ZERO_PRESERVING). Tensors without pruned entries are skipped: the dense level costs nothing.
-
-    On one CPU thread the gradients of float32 tensors are masked by a compiled loop with one-byte masks: the float
-    masks of torch's multiply no longer fit in cache beside the model and its optimizer state, and that multiply was
-    most of masked training's overhead over dense training (LeNet-300-100, one thread: +3.1% -> +0.0% of a step).
-    With more threads torch's multiply runs in parallel and was faster than the serial loop (+1.8% against +3.7%)."""
-
-    def __init__(self, model: nn.Module, masks: Masks, reapply: bool = True, skip: frozenset = frozenset()):
-        masks.check(model)
-        params = dict(model.named_parameters())
-        pruned = [n for n in masks if n not in skip and not bool(masks[n].all())]  # skip: stepped by KeptOptimizer
-        self.params = [params[n] for n in pruned]
-        self.masks = [masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in pruned]
-        self.reapply = reapply
-        compiled = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in self.params) and self.params
-        self.kernel = mask_grad_kernel() if compiled else None
-        self.bytes = [masks[n].to(torch.uint8).reshape(-1).numpy() for n in pruned] if self.kernel else None
-
-    def before_step(self) -> None:  # no torch.no_grad(): gradients do not require grad, and it costs ~10 µs a step
-        if not self.params:
-            return
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if (self.kernel is not None and len(grads) == len(self.params) and torch.get_num_threads() == 1
-                and all(g.is_contiguous() for g in grads)):
-            for grad, mask in zip(grads, self.bytes, strict=True):
-                self.kernel(grad.numpy().reshape(-1), mask)
-        elif len(grads) == len(self.params):
-            torch._foreach_mul_(grads, self.masks)
-        else:
-            for p, m in zip(self.params, self.masks, strict=True):
-                if p.grad is not None:
-                    p.grad.mul_(m)
-
-    @torch.no_grad()
-    def after_step(self) -> None:
-        if self.params and self.reapply:
-            torch._foreach_mul_(self.params, self.masks)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Ticket batching: train K masked copies of one architecture as one batched model (see trainer.py)."""
+"""Ticket batching: train K masked copies of one architecture as one batched model (see trainer.py; its resumable
+group checkpoints: checkpoints.py)."""
 
 from .stacked import StackedModel, Unsupported, batchable
 from .trainer import Ticket, train_batched

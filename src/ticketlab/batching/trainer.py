@@ -10,12 +10,10 @@ results equal K runs of `ticketlab.training.train` bit for bit (MLPs and convnet
 runs of `train` with different thread counts do (see stacked.py).
 
 Each copy's stage directory gets exactly the files `train` writes (metrics.jsonl, checkpoint.safetensors in the same
-format), so reports read them unchanged and a stage can resume batched or alone. Checkpoints of a group are written
-in two phases (every copy's `checkpoint.next.safetensors`, then renames), so a run killed at any moment resumes with
-all copies at the same step, in the same group, and ends with the same numbers. On return every stage holds a
-checkpoint at the last step: the caller writes its outputs, then deletes it (a kill in between retrains nothing)."""
+format), so reports read them unchanged and a stage can resume batched or alone. A group's checkpoints are written in
+two phases (checkpoints.py). On return every stage holds a checkpoint at the last step: the caller writes its
+outputs, then deletes it (a kill in between retrains nothing)."""
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -24,18 +22,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import nn
 from tqdm import tqdm
 
 from ..config import TrainConfig
+from ..masked_update import mask_grad_kernel
 from ..masks import Masks
 from ..optimizers import ZERO_PRESERVING, KeptOptimizer, make_optimizer
+from ..schedule import Plan, batch_indices
 from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
-from ..training import EVAL_BATCH, Diverged, Plan, batch_indices, mask_grad_kernel, resolve_device
+from ..training import EVAL_BATCH, Diverged, resolve_device
+from .checkpoints import NEXT, CopyState, reconcile, resume_step
 from .stacked import CONVS, StackedModel
-
-NEXT = "checkpoint.next.safetensors"
 
 
 @dataclass
@@ -61,7 +59,7 @@ def train_batched(tickets: list[Ticket], cfg: TrainConfig, *,
     for t in tickets:
         t.stage.mkdir(parents=True, exist_ok=True)
     reconcile([t.stage for t in tickets])
-    starts = [resume_step(t) for t in tickets]
+    starts = [resume_step(t.stage, t.plan.start) for t in tickets]
     rows: list[list[dict] | None] = [None] * len(tickets)
     for start in sorted(set(starts)):
         group = [i for i, s in enumerate(starts) if s == start]
@@ -83,45 +81,6 @@ def check_compatible(tickets: list[Ticket]) -> None:
             raise ValueError(f"ticket {t.stage} cannot batch with {tickets[0].stage}: other schedule or masks")
 
 
-# -- resumable group checkpoints ----------------------------------------------------------------------------------
-def checkpoint_step(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    with safe_open(path, "pt") as f:
-        return json.loads(f.metadata()["extra"])["step"]
-
-
-def reconcile(stages: list[Path]) -> None:
-    """Finish or undo an interrupted two-phase checkpoint: promote the new files if all were written, else drop them."""
-    pending = [s for s in stages if (s / NEXT).exists()]
-    if not pending:
-        return
-    step = checkpoint_step(pending[0] / NEXT)
-    complete = all((s / NEXT).exists() or checkpoint_step(s / "checkpoint.safetensors") == step for s in stages)
-    for s in pending:
-        if complete:
-            os.replace(s / NEXT, s / "checkpoint.safetensors")
-        else:
-            (s / NEXT).unlink()
-
-
-def resume_step(ticket: Ticket) -> int:
-    step = checkpoint_step(ticket.stage / "checkpoint.safetensors")
-    return ticket.plan.start if step is None else step
-
-
-class CopyState:
-    """What `store.save_checkpoint` needs of an optimizer, for copy k of the batched one: the state of its n
-    parameters (indices k*n .. k*n+n-1), numbered as its own optimizer numbers them."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, k: int, n: int, with_state: bool = True):
-        self.optimizer, self.k, self.n, self.with_state = optimizer, k, n, with_state
-
-    def state_dict(self) -> dict:
-        state = self.optimizer.state_dict()["state"] if self.with_state else {}
-        return {"state": {j: state[self.k * self.n + j] for j in range(self.n) if self.k * self.n + j in state}}
-
-
 # -- the run ------------------------------------------------------------------------------------------------------
 class BatchedRun:
     """One group of copies at the same step: the stacked model, the optimizer, and the per-copy bookkeeping."""
@@ -130,7 +89,7 @@ class BatchedRun:
         self.tickets, self.cfg, self.augment = tickets, cfg, augment
         self.device = resolve_device(cfg.device)
         self.plan = tickets[0].plan
-        self.step = self.start = resume_step(tickets[0])
+        self.step = self.start = resume_step(tickets[0].stage, self.plan.start)
         self.extras = [self.restore(t) for t in tickets]  # per copy: its model and optimizer state as saved
         self.model = StackedModel([t.model for t in tickets], self.device)
         self.n = len(self.model.names)
@@ -143,7 +102,7 @@ class BatchedRun:
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
         self.masks = self.stacked_masks()
         self.reapply = cfg.optimizer not in ZERO_PRESERVING
-        # as training.MaskedUpdate: on one CPU thread, one-byte masks through a compiled loop (the same bits)
+        # as masked_update.MaskedUpdate: on one CPU thread, one-byte masks through a compiled loop (the same bits)
         compiled = self.masks and all(p.device.type == "cpu" and p.dtype == torch.float32 for p, _ in self.masks)
         self.mask_kernel = mask_grad_kernel() if compiled else None
         self.mask_bytes = [m.to(torch.uint8).reshape(-1).numpy() for _, m in self.masks] if self.mask_kernel else []
@@ -229,7 +188,7 @@ class BatchedRun:
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def checkpoint(self, started: list[float], loss_sum: torch.Tensor, loss_count: int, final: bool = False) -> None:
-        """Every copy's checkpoint, in two phases (see the module docstring). The final one needs no optimizer."""
+        """Every copy's checkpoint, in two phases (see checkpoints.py). The final one needs no optimizer."""
         for k, t in enumerate(self.tickets):
             extra = {"step": self.step, "loss_sum": loss_sum[k].item(), "loss_count": loss_count,
                      "wall": time.perf_counter() - started[k]}
@@ -306,7 +265,7 @@ class BatchedRun:
 
     def mask_grads(self) -> None:
         grads = [p.grad for p, _ in self.masks]
-        if (self.mask_kernel is not None and torch.get_num_threads() == 1  # see training.MaskedUpdate
+        if (self.mask_kernel is not None and torch.get_num_threads() == 1  # see masked_update.MaskedUpdate
                 and all(g.is_contiguous() for g in grads)):
             for grad, mask in zip(grads, self.mask_bytes, strict=True):
                 self.mask_kernel(grad.numpy().reshape(-1), mask)

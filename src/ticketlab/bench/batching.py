@@ -13,7 +13,7 @@ def batching_tickets(k: int, splits, cfg, root: Path) -> list:
     from ..masks import Masks
     from ..models import build_model
     from ..pruning import PruneSpec, prune
-    from ..training import make_plan
+    from ..schedule import make_plan
 
     tickets = []
     for i in range(k):

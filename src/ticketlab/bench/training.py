@@ -17,8 +17,9 @@ def masked_training_times(steps: int = 600, repeats: int = 5) -> dict:
     from ..masks import Masks
     from ..models import build_model
     from ..pruning import PruneSpec, prune
+    from ..schedule import make_plan
     from ..torch_prune import to_torch_prune
-    from ..training import make_plan, train
+    from ..training import train
 
     splits = load_dataset("mnist-mini")
     cfg = TrainConfig(steps=f"{steps}it", eval_every=f"{steps}it", checkpoint_every=f"{10 * steps}it")

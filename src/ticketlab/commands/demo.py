@@ -24,9 +24,10 @@ def add_parser(sub):
 
 
 def main(args):
-    from ..lottery import Lottery, run_lotteries
+    from ..lottery import Lottery
     from ..presets import build_config
     from ..report import load_runs, summary_table, write_report
+    from ..stages import run_lotteries
 
     started = time.perf_counter()
     lotteries = []

@@ -87,7 +87,8 @@ def worker_argv(args) -> list[str]:
 def run_all(args):
     import os
 
-    from ..lottery import Lottery, run_lotteries
+    from ..lottery import Lottery
+    from ..stages import run_lotteries
     from ..store import run_locks
 
     lotteries = [Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet) for cfg in configs(args)]

@@ -46,7 +46,8 @@ def last_line(path: str) -> str:
 
 def run_job(payload: dict) -> None:
     from ..config import from_dict
-    from ..lottery import Lottery, run_lotteries
+    from ..lottery import Lottery
+    from ..stages import run_lotteries
     from ..store import run_locks
 
     lotteries = [Lottery.open(from_dict(c), payload["runs_dir"], payload["preset"]) for c in payload["configs"]]
