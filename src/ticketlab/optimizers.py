@@ -48,13 +48,14 @@ def compactable(p: torch.Tensor, cfg: TrainConfig) -> bool:
 
 
 def _gather(src, index, out):
-    """out[j] = src[index[j]]: a compiled loop over int32 indices, ~1.3-2.3x faster than index_select (1-2 threads)."""
+    """out[j] = src[index[j]] over int32 indices, compiled: 1.8x (1 thread) / 1.4x (2 threads) faster than
+    index_select on LeNet-300-100's fc1 at 20% kept."""
     for j in range(index.shape[0]):
         out[j] = src[index[j]]
 
 
 def _scatter(src, index, out):
-    """out[index[j]] = src[j]: ~1.3-2.3x faster than index_copy_."""
+    """out[index[j]] = src[j], compiled: 2.3x (1 thread) / 1.3x (2 threads) faster than index_copy_ there."""
     for j in range(index.shape[0]):
         out[index[j]] = src[j]
 
