@@ -114,18 +114,27 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
     assert all((params[n][~m] == 0).all() for n, m in masks.items())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", ["adam", "adamw"])
-def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
-    """KeptOptimizer (compact kept entries, padded to KEPT_PAD) against fused Adam over whole tensors with masked
-    gradients: the same weight bits and the same state_dict; a state_dict loaded into a fresh one continues alike."""
+def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name, threads, monkeypatch):
+    """KeptOptimizer against fused Adam over whole tensors with masked gradients: on one thread compacting the kept
+    entries (padded to KEPT_PAD), on two through the masked Adam kernel. The same weight bits and the same
+    state_dict; a state_dict loaded into a fresh one continues alike."""
+    import shutil
+
     from torch import nn
 
+    from ticketlab import masked_adam
     from ticketlab.optimizers import KeptOptimizer, make_optimizer
 
-    torch.set_num_threads(1)
+    if threads > 1 and shutil.which("c++") and masked_adam.kernel() is None:
+        pytest.fail("a C++ compiler is here but the masked Adam kernel did not build")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # compactable's rule reads it
+    torch.set_num_threads(threads)
     cfg = TrainConfig(optimizer=name, weight_decay=1e-2, lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    shapes = {"a": (32, 24), "b": (48,), "c": (5, 3), "d": (61,)}  # d: length not a multiple of 16, not compacted
+    # d, e: lengths not a multiple of 16 (not compacted; the kernel's scalar tail); e: several chunks per thread
+    shapes = {"a": (32, 24), "b": (48,), "c": (5, 3), "d": (61,), "e": (300, 97)}
 
     def fresh():
         model = nn.ParameterDict({k: nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(1)))
@@ -133,14 +142,16 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
         masks = Masks({"a": torch.rand(shapes["a"], generator=torch.Generator().manual_seed(2)) < 0.3,
                        "b": torch.rand(shapes["b"], generator=torch.Generator().manual_seed(3)) < 0.5,
                        "c": torch.ones(shapes["c"], dtype=torch.bool),
-                       "d": torch.rand(shapes["d"], generator=torch.Generator().manual_seed(4)) < 0.5})
+                       "d": torch.rand(shapes["d"], generator=torch.Generator().manual_seed(4)) < 0.5,
+                       "e": torch.rand(shapes["e"], generator=torch.Generator().manual_seed(5)) < 0.2})
         masks.apply(model)
         return model, masks
 
     whole, masks = fresh()
     kept_model, _ = fresh()
     reference, kept = make_optimizer(whole.parameters(), cfg), KeptOptimizer.for_model(kept_model, masks, cfg)
-    assert kept.names == {"a", "b"}
+    expected = {"a", "b", "d", "e"} if masked_adam.kernel() else {"a", "b"} if threads == 1 else set()
+    assert kept.names == expected
 
     def step(model, opt, grads):
         for p, grad in zip(model.values(), grads, strict=True):
@@ -166,3 +177,4 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name):
     for i in theirs:
         for key in theirs[i]:
             assert torch.equal(ours[i][key], theirs[i][key]), (i, key, (ours[i][key] - theirs[i][key]).abs().max())
+    torch.set_num_threads(1)

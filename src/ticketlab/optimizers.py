@@ -1,11 +1,12 @@
-"""The optimizers of masked training: the configured one (fused), and KeptOptimizer, which steps only the kept
-entries of pruned tensors."""
+"""The optimizers of masked training: the configured one (fused), and KeptOptimizer, which steps pruned tensors
+without a separate gradient-mask pass: their kept entries only (one thread), or through the masked Adam kernel."""
 
 import functools
 
 import torch
 from torch import nn
 
+from . import masked_adam
 from .config import TrainConfig
 from .masks import Masks
 
@@ -71,23 +72,32 @@ def index_kernels():
 
 
 class KeptOptimizer:
-    """The optimizer of `cfg` stepping only the kept entries of pruned tensors.
+    """The optimizer of `cfg`, stepping pruned tensors without a separate gradient-mask pass, bit for bit as the fused
+    whole-tensor step after masking the gradients. Two ways, chosen per tensor by what measured faster:
 
-    Each pruned tensor is stepped as a compact copy of its kept entries (gathered at the sorted flat indices of its
-    mask, a pure function of the mask): the gradient is gathered before each step (which replaces the gradient mask
-    multiply) and the weights are scattered back after it; pruned weights are never touched. The compact weights are
-    the master copy (gathering them every step cost more than it saved): `reload` re-reads them. The optimizer
-    then reads and writes only the kept entries' state (Adam: 16 bytes per weight per step) instead of every
-    entry's. Same bits as the fused whole-tensor step with masked gradients (see KEPT_PAD). `state_dict` holds the
-    state in the whole tensors' shapes (zeros at pruned entries, as the masked step leaves them), so checkpoints are
-    the same as the masked step's and interchangeable with the batched trainer's."""
+    - compacted (one CPU thread, `compactable`): each pruned tensor is stepped as a compact copy of its kept entries
+      (gathered at the sorted flat indices of its mask, a pure function of the mask): the gradient is gathered
+      before each step and the weights are scattered back after it; pruned weights are never touched. The compact
+      weights are the master copy (gathering them every step cost more than it saved): `reload` re-reads them. The
+      optimizer then reads and writes only the kept entries' state (Adam: 16 bytes per weight per step). Same bits
+      as the masked whole-tensor step (see KEPT_PAD).
+    - masked (more threads, Adam/AdamW on CPU float32, `masked_adam.kernel()` built): torch's fused step with the
+      byte mask applied to the gradient in the same pass (csrc/masked_adam.cpp); the state lives in the inner
+      optimizer as torch's own.
+
+    `state_dict` holds the state in the whole tensors' shapes (zeros at pruned entries, as the masked step leaves
+    them), so checkpoints are the same as the masked step's and interchangeable with the batched trainer's. `handled`
+    are the slots whose gradients need no mask from the caller."""
 
     def __init__(self, params: list[torch.Tensor], masks: list[torch.Tensor | None], cfg: TrainConfig):
         """`params` with their masks (None: not pruned)."""
         self.compact = {}  # slot index -> (dense param, kept indices, compact param, its gradient)
+        self.masked = {}  # slot index -> (param, its mask as bytes): stepped by the masked Adam kernel
         slots = []
         for i, (p, mask) in enumerate(zip(params, masks, strict=True)):
             if mask is None or bool(mask.all()) or not compactable(p, cfg):
+                if mask is not None and not bool(mask.all()) and masked_adam.usable(p, cfg.optimizer):
+                    self.masked[i] = (p, mask.to(device=p.device, dtype=torch.uint8).contiguous())
                 slots.append(p)
                 continue
             kept = mask.reshape(-1).nonzero().squeeze(1).to(p.device)
@@ -95,7 +105,9 @@ class KeptOptimizer:
             compact = torch.zeros(size, dtype=p.dtype, device=p.device)
             self.compact[i] = (p, kept, compact, torch.zeros_like(compact))
             slots.append(compact)
+        self.handled = frozenset(self.compact) | frozenset(self.masked)
         self.params = list(params)
+        self.adamw = cfg.optimizer == "adamw"
         self.kernels = index_kernels() if self.compact else None
         self.kept32 = {i: kept.to(torch.int32).numpy() for i, (_, kept, _, _) in self.compact.items()}
         self.optimizer = make_optimizer(slots, cfg)
@@ -104,10 +116,10 @@ class KeptOptimizer:
 
     @classmethod
     def for_model(cls, model: nn.Module, masks: Masks, cfg: TrainConfig) -> "KeptOptimizer":
-        """Over `model.parameters()`; `names` are the parameters it compacts (the others need masked gradients)."""
+        """Over `model.parameters()`; `names` are the parameters it masks itself (the others need masked gradients)."""
         named = list(model.named_parameters())
         optimizer = cls([p for _, p in named], [masks.get(n) for n, _ in named], cfg)
-        optimizer.names = frozenset(named[i][0] for i in optimizer.compact)
+        optimizer.names = frozenset(named[i][0] for i in optimizer.handled)
         return optimizer
 
     @torch.no_grad()
@@ -122,6 +134,7 @@ class KeptOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
+        held = [(p, self._masked_step(p, mask)) for p, mask in self.masked.values() if p.grad is not None]
         for i, (p, kept, compact, grad) in self.compact.items():
             if p.grad is None:  # skipped by the step, as the whole tensor would be
                 compact.grad = None
@@ -132,6 +145,8 @@ class KeptOptimizer:
                 torch.index_select(p.grad.reshape(-1), 0, kept, out=grad[: kept.numel()])
             compact.grad = grad
         self.optimizer.step()
+        for p, grad in held:
+            p.grad = grad
         for i, (p, kept, compact, _) in self.compact.items():
             if compact.grad is None:
                 continue
@@ -139,6 +154,23 @@ class KeptOptimizer:
                 self.kernels[1](compact.numpy(), self.kept32[i], p.detach().view(-1).numpy())
             else:
                 p.view(-1).index_copy_(0, kept, compact[: kept.numel()])
+
+    def _masked_step(self, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Step `p` through the masked kernel with the inner optimizer's state (initialised as torch's fused Adam
+        does), then hide its gradient from the inner step; returns the gradient to put back."""
+        state = self.optimizer.state[p]
+        if not state:
+            state.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
+                         exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                         exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+        state["step"] += 1
+        group = self.param_groups[0]
+        grad, (beta1, beta2) = p.grad, group["betas"]
+        masked_adam.kernel().masked_adam_(p.detach(), grad.contiguous(), state["exp_avg"], state["exp_avg_sq"], mask,
+                                          state["step"].item(), group["lr"], beta1, beta2, group["weight_decay"],
+                                          group["eps"], self.adamw)
+        p.grad = None
+        return grad
 
     def state_dict(self) -> dict:
         """The inner optimizer's state_dict with compact state tensors spread to their tensors' shapes."""

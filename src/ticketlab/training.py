@@ -3,8 +3,8 @@
 Gradients of pruned weights are zeroed before the optimizer step and the mask is re-applied after it (MaskedUpdate,
 masked_update.py), so momentum, weight decay and Adam's moments cannot revive them. The data order and the learning
 rate are pure functions of the step (schedule.py), so a stage resumed from a checkpoint continues exactly where it
-stopped. On one CPU thread Adam and AdamW step only the kept entries of pruned tensors (KeptOptimizer): the same
-bits, less memory traffic."""
+stopped. Adam and AdamW on CPU mask pruned tensors inside the optimizer step (KeptOptimizer: only the kept entries
+on one thread, a masked fused kernel on more): the same bits, less memory traffic."""
 
 import contextlib
 import time
@@ -106,7 +106,7 @@ def train(
     masks.apply(model)
     kept = KeptOptimizer.for_model(model, masks, cfg)
     update = MaskedUpdate(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=kept.names)
-    optimizer = kept if kept.compact else kept.optimizer  # nothing pruned (the dense level): the plain optimizer
+    optimizer = kept if kept.handled else kept.optimizer  # nothing pruned (the dense level): the plain optimizer
     ckpt, metrics_path = stage / "checkpoint.safetensors", stage / "metrics.jsonl"
     step, loss_sum, loss_count, wall0 = plan.start, 0.0, 0, 0.0
     if ckpt.exists():

@@ -121,9 +121,9 @@ class BatchedRun:
     def stacked_masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(stacked parameter, float mask) for tensors where some copy has pruned entries the optimizer steps."""
         out = []
-        compacted = {self.model.names[i % self.n] for i in self.optimizer.compact}  # their gradients are gathered
+        handled = {self.model.names[i % self.n] for i in self.optimizer.handled}  # masked by the optimizer itself
         for name in self.tickets[0].masks:
-            if name in compacted or all(bool(t.masks[name].all()) for t in self.tickets):
+            if name in handled or all(bool(t.masks[name].all()) for t in self.tickets):
                 continue
             p = self.model.params[name]
             out.append((p, torch.stack([t.masks[name] for t in self.tickets]).to(device=p.device, dtype=p.dtype)))

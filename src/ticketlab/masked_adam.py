@@ -1,0 +1,43 @@
+"""The masked Adam/AdamW step (csrc/masked_adam.cpp): torch's fused CPU step with the gradient mask applied in the
+same pass, the same bits as masking the gradient and then stepping. Built once per machine with torch's C++
+extension loader (~20 s, cached in torch's extensions directory, ~/.cache/torch_extensions by default); where it
+cannot be built (no C++ compiler, a CPU capability we do not compile for) or TICKETLAB_NO_COMPILE=1 is set,
+`kernel()` is None and masked training masks the gradients in a separate pass instead."""
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "masked_adam.cpp"
+
+# torch picks its vectorised kernels by the CPU's capability at run time; ours must use the same vector width to
+# round alike (torch's own flags for those kernels). Multiply-adds are fused only where the source says so.
+CAPABILITY_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-DCPU_CAPABILITY_AVX512",
+               "-DCPU_CAPABILITY=AVX512"],
+    "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
+}
+
+
+@functools.cache
+def kernel():
+    """The compiled extension (its `masked_adam_`), or None where it is not available."""
+    flags = CAPABILITY_FLAGS.get(torch.backends.cpu.get_cpu_capability())
+    if flags is None or os.environ.get("TICKETLAB_NO_COMPILE") == "1":
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        capability = torch.backends.cpu.get_cpu_capability().lower()
+        return load(name=f"ticketlab_masked_adam_{capability}", sources=[str(SOURCE)], verbose=False,
+                    extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *flags], extra_ldflags=["-fopenmp"])
+    except Exception:  # no compiler or ninja, a failed build: masked training takes the unfused path (same bits)
+        return None
+
+
+def usable(p: torch.Tensor, optimizer: str) -> bool:
+    """Whether `p` can be stepped by the kernel: a contiguous float32 CPU tensor under Adam or AdamW."""
+    cpu_float32 = p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous()
+    return optimizer in ("adam", "adamw") and cpu_float32 and kernel() is not None
