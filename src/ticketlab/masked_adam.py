@@ -6,6 +6,7 @@ cannot be built (no C++ compiler, a CPU capability we do not compile for) or TIC
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -28,10 +29,12 @@ def kernel():
     if flags is None or os.environ.get("TICKETLAB_NO_COMPILE") == "1":
         return None
     try:
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import _get_build_directory, load
 
-        capability = torch.backends.cpu.get_cpu_capability().lower()
-        return load(name=f"ticketlab_masked_adam_{capability}", sources=[str(SOURCE)], verbose=False,
+        name = f"ticketlab_masked_adam_{torch.backends.cpu.get_cpu_capability().lower()}"
+        if not (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").exists():
+            print("ticketlab: building the masked Adam kernel (once on this machine, ~20 s)", file=sys.stderr)
+        return load(name=name, sources=[str(SOURCE)], verbose=False,
                     extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *flags], extra_ldflags=["-fopenmp"])
     except Exception:  # no compiler or ninja, a failed build: masked training takes the unfused path (same bits)
         return None
