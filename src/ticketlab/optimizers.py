@@ -95,8 +95,9 @@ class KeptOptimizer:
         self.masked = {}  # slot index -> (param, its mask as bytes): stepped by the masked Adam kernel
         slots = []
         for i, (p, mask) in enumerate(zip(params, masks, strict=True)):
-            if mask is None or bool(mask.all()) or not compactable(p, cfg):
-                if mask is not None and not bool(mask.all()) and masked_adam.usable(p, cfg.optimizer):
+            pruned = mask is not None and not bool(mask.all())
+            if not (pruned and compactable(p, cfg)):
+                if pruned and masked_adam.usable(p, cfg.optimizer):
                     self.masked[i] = (p, mask.to(device=p.device, dtype=torch.uint8).contiguous())
                 slots.append(p)
                 continue
