@@ -7,6 +7,7 @@ cannot be built (no C++ compiler, a CPU capability we do not compile for) or TIC
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ CAPABILITY_FLAGS = {
                "-DCPU_CAPABILITY=AVX512"],
     "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
 }
+STALE_LOCK_SECONDS = 600  # a build takes ~20 s
 
 
 @functools.cache
@@ -32,7 +34,11 @@ def kernel():
         from torch.utils.cpp_extension import _get_build_directory, load
 
         name = f"ticketlab_masked_adam_{torch.backends.cpu.get_cpu_capability().lower()}"
-        if not (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").exists():
+        build = Path(_get_build_directory(name, verbose=False))
+        lock = build / "lock"  # left by a build that was killed; torch's loader would wait for it forever
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+            lock.unlink(missing_ok=True)
+        if not (build / f"{name}.so").exists():
             print("ticketlab: building the masked Adam kernel (once on this machine, ~20 s)", file=sys.stderr)
         return load(name=name, sources=[str(SOURCE)], verbose=False,
                     extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *flags], extra_ldflags=["-fopenmp"])
