@@ -35,15 +35,20 @@ def kernel():
 
         name = f"ticketlab_masked_adam_{torch.backends.cpu.get_cpu_capability().lower()}"
         build = Path(_get_build_directory(name, verbose=False))
-        lock = build / "lock"  # left by a build that was killed; torch's loader would wait for it forever
-        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
-            lock.unlink(missing_ok=True)
+        clear_stale_lock(build)
         if not (build / f"{name}.so").exists():
             print("ticketlab: building the masked Adam kernel (once on this machine, ~20 s)", file=sys.stderr)
         return load(name=name, sources=[str(SOURCE)], verbose=False,
                     extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *flags], extra_ldflags=["-fopenmp"])
     except Exception:  # no compiler or ninja, a failed build: masked training takes the unfused path (same bits)
         return None
+
+
+def clear_stale_lock(build: Path) -> None:
+    """Remove the lock a killed build left behind: torch's loader would wait for it forever (checked: it does)."""
+    lock = build / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+        lock.unlink(missing_ok=True)
 
 
 def usable(p: torch.Tensor, optimizer: str) -> bool:
