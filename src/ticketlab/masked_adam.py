@@ -1,8 +1,9 @@
 """The masked Adam/AdamW step (csrc/masked_adam.cpp): torch's fused CPU step with the gradient mask applied in the
 same pass, the same bits as masking the gradient and then stepping. Built once per machine with torch's C++
 extension loader (~20 s, cached in torch's extensions directory, ~/.cache/torch_extensions by default); where it
-cannot be built (no C++ compiler, a CPU capability we do not compile for) or TICKETLAB_NO_COMPILE=1 is set,
-`kernel()` is None and masked training masks the gradients in a separate pass instead."""
+cannot be built (no C++ compiler, a CPU capability we do not compile for), under another torch than the one whose
+kernel it mirrors (TORCH_MIRRORED), or with TICKETLAB_NO_COMPILE=1, `kernel()` is None and masked training masks the
+gradients in a separate pass instead."""
 
 import functools
 import os
@@ -22,13 +23,15 @@ CAPABILITY_FLAGS = {
     "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
 }
 STALE_LOCK_SECONDS = 600  # a build takes ~20 s
+TORCH_MIRRORED = "2.13."  # the torch release whose fused Adam the kernel reproduces bit for bit
 
 
 @functools.cache
 def kernel():
     """The compiled extension (its `masked_adam_`), or None where it is not available."""
     flags = CAPABILITY_FLAGS.get(torch.backends.cpu.get_cpu_capability())
-    if flags is None or os.environ.get("TICKETLAB_NO_COMPILE") == "1":
+    mirrored = torch.__version__.startswith(TORCH_MIRRORED)
+    if flags is None or not mirrored or os.environ.get("TICKETLAB_NO_COMPILE") == "1":
         return None
     try:
         from torch.utils.cpp_extension import _get_build_directory, load
