@@ -114,21 +114,30 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
     assert all((params[n][~m] == 0).all() for n, m in masks.items())
 
 
+def masked_kernel_or_fail():
+    """The masked Adam kernel, or None; a failure where it should have built (a C++ compiler, the torch it mirrors)."""
+    import shutil
+
+    from ticketlab import masked_adam
+
+    should = shutil.which("c++") and torch.__version__.startswith(masked_adam.TORCH_MIRRORED)
+    if should and masked_adam.kernel() is None:
+        pytest.fail("a C++ compiler is here but the masked Adam kernel did not build")
+    return masked_adam.kernel()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name, threads, monkeypatch):
     """KeptOptimizer against fused Adam over whole tensors with masked gradients: on one thread compacting the kept
     entries (padded to KEPT_PAD), on two through the masked Adam kernel. The same weight bits and the same
     state_dict; a state_dict loaded into a fresh one continues alike."""
-    import shutil
-
     from torch import nn
 
     from ticketlab import masked_adam
     from ticketlab.optimizers import KeptOptimizer, make_optimizer
 
-    if threads > 1 and shutil.which("c++") and masked_adam.kernel() is None:
-        pytest.fail("a C++ compiler is here but the masked Adam kernel did not build")
+    masked_kernel_or_fail()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # compactable's rule reads it
     torch.set_num_threads(threads)
     cfg = TrainConfig(optimizer=name, weight_decay=1e-2, lr=1e-2)
@@ -184,13 +193,11 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name, threads, mon
 def test_masked_adam_kernel_trains_bit_for_bit_as_masking_then_stepping(tmp_path, monkeypatch, optimizer):
     """Two threads, so no compaction: `train` with the masked Adam kernel against `train` with it switched off
     (gradients masked in a separate pass, then torch's fused step): the same weight and checkpoint bits."""
-    import shutil
 
     from ticketlab import masked_adam
     from ticketlab.optimizers import KeptOptimizer
 
-    if shutil.which("c++") and masked_adam.kernel() is None:
-        pytest.fail("a C++ compiler is here but the masked Adam kernel did not build")
+    masked_kernel_or_fail()
     cfg = TrainConfig(steps="12it", optimizer=optimizer, lr=1e-2, weight_decay=1e-3, eval_every="6it",
                       checkpoint_every="6it")
     finals, losses, kernel_masks = {}, {}, {}
