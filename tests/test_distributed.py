@@ -126,7 +126,7 @@ RANKS_SCRIPT = textwrap.dedent("""
     torch.manual_seed(0)
     model, keep = torch.nn.Linear(5, 4), Masks({"weight": torch.arange(20).reshape(4, 5) % 3 != 0})
     keep.apply(model)
-    update = MaskedUpdate(model, keep)
+    update = MaskedUpdate.for_model(model, keep)
     x = torch.randn(6, 5, generator=torch.Generator().manual_seed(me))
     ddp = distributed.wrap(model)  # held: its reducer all-reduces during backward
     distributed.shard_loss(ddp(x), torch.arange(6) % 4, 12).backward()

@@ -35,16 +35,23 @@ class MaskedUpdate:
     most of masked training's overhead over dense training (LeNet-300-100, one thread: +3.1% -> +0.0% of a step).
     With more threads torch's multiply runs in parallel and was faster than the serial loop (+1.8% against +3.7%)."""
 
-    def __init__(self, model: nn.Module, masks: Masks, reapply: bool = True, skip: frozenset = frozenset()):
-        masks.check(model)
-        params = dict(model.named_parameters())
-        pruned = [n for n in masks if n not in skip and not bool(masks[n].all())]  # skip: stepped by KeptOptimizer
-        self.params = [params[n] for n in pruned]
-        self.masks = [masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in pruned]
+    def __init__(self, params: list[torch.Tensor], masks: list[torch.Tensor], reapply: bool = True):
+        """`params` with their masks (bool or 0/1, each its parameter's shape)."""
+        self.params = list(params)
+        self.masks = [m.to(device=p.device, dtype=p.dtype) for p, m in zip(params, masks, strict=True)]
         self.reapply = reapply
         compiled = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in self.params) and self.params
         self.kernel = mask_grad_kernel() if compiled else None
-        self.bytes = [masks[n].to(torch.uint8).reshape(-1).numpy() for n in pruned] if self.kernel else None
+        self.bytes = [m.to(torch.uint8).reshape(-1).numpy() for m in masks] if self.kernel else None
+
+    @classmethod
+    def for_model(cls, model: nn.Module, masks: Masks, reapply: bool = True,
+                  skip: frozenset = frozenset()) -> "MaskedUpdate":
+        """Over the pruned parameters of `model`, but those in `skip` (masked by the optimizer: KeptOptimizer)."""
+        masks.check(model)
+        params = dict(model.named_parameters())
+        pruned = [n for n in masks if n not in skip and not bool(masks[n].all())]
+        return cls([params[n] for n in pruned], [masks[n] for n in pruned], reapply)
 
     def before_step(self) -> None:  # no torch.no_grad(): gradients do not require grad, and it costs ~10 µs a step
         if not self.params:

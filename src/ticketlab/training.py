@@ -105,7 +105,7 @@ def train(
     model.to(device=device, memory_format=memory_format)
     masks.apply(model)
     kept = KeptOptimizer.for_model(model, masks, cfg)
-    update = MaskedUpdate(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=kept.names)
+    update = MaskedUpdate.for_model(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=kept.names)
     optimizer = kept if kept.handled else kept.optimizer  # nothing pruned (the dense level): the plain optimizer
     ckpt, metrics_path = stage / "checkpoint.safetensors", stage / "metrics.jsonl"
     step, loss_sum, loss_count, wall0 = plan.start, 0.0, 0, 0.0

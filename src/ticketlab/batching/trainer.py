@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import TrainConfig
-from ..masked_update import mask_grad_kernel
+from ..masked_update import MaskedUpdate
 from ..masks import Masks
 from ..optimizers import ZERO_PRESERVING, KeptOptimizer, make_optimizer
 from ..schedule import Plan, batch_indices
@@ -100,12 +100,7 @@ class BatchedRun:
             state = {k * self.n + j: s for k, e in enumerate(self.extras) for j, s in e.pop("opt").items()}
             self.optimizer.load_state_dict({"state": state,
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
-        self.masks = self.stacked_masks()
-        self.reapply = cfg.optimizer not in ZERO_PRESERVING
-        # as masked_update.MaskedUpdate: on one CPU thread, one-byte masks through a compiled loop (the same bits)
-        compiled = self.masks and all(p.device.type == "cpu" and p.dtype == torch.float32 for p, _ in self.masks)
-        self.mask_kernel = mask_grad_kernel() if compiled else None
-        self.mask_bytes = [m.to(torch.uint8).reshape(-1).numpy() for _, m in self.masks] if self.mask_kernel else []
+        self.update = MaskedUpdate(*self.stacked_masks(), reapply=cfg.optimizer not in ZERO_PRESERVING)
 
     def restore(self, t: Ticket) -> dict | None:
         """Apply the masks, then load the copy's checkpoint into its model and a throwaway optimizer of its own."""
@@ -118,16 +113,14 @@ class BatchedRun:
         extra = load_checkpoint(path, t.model, own)
         return {**extra, "opt": own.state_dict()["state"]}
 
-    def stacked_masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(stacked parameter, float mask) for tensors where some copy has pruned entries the optimizer steps."""
-        out = []
-        handled = {self.model.names[i % self.n] for i in self.optimizer.handled}  # masked by the optimizer itself
-        for name in self.tickets[0].masks:
-            if name in handled or all(bool(t.masks[name].all()) for t in self.tickets):
-                continue
-            p = self.model.params[name]
-            out.append((p, torch.stack([t.masks[name] for t in self.tickets]).to(device=p.device, dtype=p.dtype)))
-        return out
+    def stacked_masks(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(stacked parameters, their stacked masks) where some copy has pruned entries the optimizer does not mask
+        itself."""
+        handled = {self.model.names[i % self.n] for i in self.optimizer.handled}
+        names = [name for name in self.tickets[0].masks
+                 if name not in handled and not all(bool(t.masks[name].all()) for t in self.tickets)]
+        return ([self.model.params[n] for n in names],
+                [torch.stack([t.masks[n] for t in self.tickets]) for n in names])
 
     # -- data ----------------------------------------------------------------------------------------------------
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,23 +247,13 @@ class BatchedRun:
             p.grad = None
         losses.sum().backward()
         with torch.no_grad():
-            self.mask_grads()
+            self.update.before_step()
             for views, name in zip(self.views, self.model.names, strict=True):
                 for view, grad in zip(views, self.model.params[name].grad.unbind(0), strict=True):
                     view.grad = grad
             self.optimizer.step()
-            if self.reapply and self.masks:
-                torch._foreach_mul_([p.detach() for p, _ in self.masks], [m for _, m in self.masks])
+            self.update.after_step()
         return values
-
-    def mask_grads(self) -> None:
-        grads = [p.grad for p, _ in self.masks]
-        if (self.mask_kernel is not None and torch.get_num_threads() == 1  # see masked_update.MaskedUpdate
-                and all(g.is_contiguous() for g in grads)):
-            for grad, mask in zip(grads, self.mask_bytes, strict=True):
-                self.mask_kernel(grad.numpy().reshape(-1), mask)
-        elif grads:
-            torch._foreach_mul_(grads, [m for _, m in self.masks])
 
     def snapshots(self) -> None:
         for k, t in enumerate(self.tickets):
