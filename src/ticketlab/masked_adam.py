@@ -54,7 +54,6 @@ def clear_stale_lock(build: Path) -> None:
         lock.unlink(missing_ok=True)
 
 
-def usable(p: torch.Tensor, optimizer: str) -> bool:
-    """Whether `p` can be stepped by the kernel: a contiguous float32 CPU tensor under Adam or AdamW."""
-    cpu_float32 = p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous()
-    return optimizer in ("adam", "adamw") and cpu_float32 and kernel() is not None
+def usable(p: torch.Tensor) -> bool:
+    """Whether the kernel (Adam/AdamW) can step `p`: a contiguous float32 CPU tensor, and the kernel is built."""
+    return p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous() and kernel() is not None

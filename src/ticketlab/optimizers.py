@@ -97,7 +97,7 @@ class KeptOptimizer:
         for i, (p, mask) in enumerate(zip(params, masks, strict=True)):
             pruned = mask is not None and not bool(mask.all())
             if not (pruned and compactable(p, cfg)):
-                if pruned and masked_adam.usable(p, cfg.optimizer):
+                if pruned and cfg.optimizer in KEPT_OPTIMIZERS and masked_adam.usable(p):
                     self.masked[i] = (p, mask.to(device=p.device, dtype=torch.uint8).contiguous())
                 slots.append(p)
                 continue

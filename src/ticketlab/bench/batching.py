@@ -67,22 +67,14 @@ def train_flops_per_step(batch: int = BATCH) -> int:
 
 def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best-of-`repeats` throughput of one n x n x n fp32 matmul: this machine's dense GEMM ceiling."""
-    import time
-
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        best = min(best, (time.perf_counter() - start) / 3)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / _best_time(lambda: a @ b, repeats) / 1e9
 
 
 def _best_time(fn, repeats: int) -> float:
+    """The fastest of `repeats` timed calls of fn, after one untimed (warm-up) call."""
     import time
 
     fn()
