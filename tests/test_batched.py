@@ -139,7 +139,7 @@ def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):
             if name in t.masks:
                 pruned = ~t.masks[name]
                 assert (run.model.params[name][k][pruned] == 0).all()
-                assert (run.optimizer.optimizer.state[run.views[j][k]]["momentum_buffer"][pruned] == 0).all()
+                assert (run.optimizer.optimizer.state[run.slots.views[j][k]]["momentum_buffer"][pruned] == 0).all()
 
 
 CRASH_CFG = TrainConfig(steps="12it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, eval_every="3it",

@@ -6,9 +6,9 @@ killed at any moment resumes with all copies at the same step, in the same group
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
 
 NEXT = "checkpoint.next.safetensors"
@@ -42,12 +42,11 @@ def resume_step(stage: Path, start: int) -> int:
 
 
 class CopyState:
-    """What `store.save_checkpoint` needs of an optimizer, for copy k of the batched one: the state of its n
-    parameters (indices k*n .. k*n+n-1), numbered as its own optimizer numbers them."""
+    """What `store.save_checkpoint` needs of an optimizer, for one copy of the batched one: `state()` gives the
+    copy's state, numbered and shaped as its own optimizer's (slots.py)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, k: int, n: int, with_state: bool = True):
-        self.optimizer, self.k, self.n, self.with_state = optimizer, k, n, with_state
+    def __init__(self, state: Callable[[], dict]):
+        self.state = state
 
     def state_dict(self) -> dict:
-        state = self.optimizer.state_dict()["state"] if self.with_state else {}
-        return {"state": {j: state[self.k * self.n + j] for j in range(self.n) if self.k * self.n + j in state}}
+        return {"state": self.state()}

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sparse_linear import SparseWeight
+
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
          nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
@@ -70,27 +72,42 @@ class StackedModel:
                 raise Unsupported(f"copy {i} has other parameters than copy 0")
         self.params = {n: torch.stack([p[n].detach() for p in own]).to(device).requires_grad_(True)
                        for n in self.names}
+        self.sparse: dict[str, SparseWeight] = {}  # Linear weights trained as their kept entries (train_sparse)
+
+    def train_sparse(self, name: str, masks: torch.Tensor) -> None:
+        """Train the Linear weight `name` as its kept entries under stacked `masks` (sparse_linear.py): the training
+        forward pass then uses them, and the dense weight is brought up to date where the copies are read."""
+        self.sparse[name] = SparseWeight(self.params[name], masks)
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Write the sparse weights' kept entries into the dense stacked weights."""
+        for name, weight in self.sparse.items():
+            weight.write_dense(self.params[name])
 
     # -- copies in and out ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def write_to(self, k: int, model: nn.Module) -> nn.Module:
         """Copy k's current weights into `model` (same Parameter objects); returns the model."""
+        self.sync()
         for name, p in model.named_parameters():
             p.copy_(self.params[name][k])
         return model
 
     # -- forward -------------------------------------------------------------------------------------------------
     def select(self, copies: list[int]) -> dict[str, torch.Tensor]:
-        """The stacked parameters of some copies (a copy of them unless it is all copies in order)."""
+        """The stacked parameters of some copies (a copy of them unless it is all copies in order; with the sparse
+        weights then)."""
+        self.sync()
         if copies == list(range(self.k)):
-            return self.params
+            return {**self.params, **self.sparse}
         index = torch.tensor(copies, device=self.params[self.names[0]].device)
         return {n: p.index_select(0, index) for n, p in self.params.items()}
 
     def __call__(self, x: torch.Tensor, shared: bool = False, params: dict | None = None) -> torch.Tensor:
         """Logits (K, B, classes) for per-copy inputs x (K, B, *input), or one input (B, *input) seen by all;
-        `params` (from `select`) runs some of the copies only."""
-        params = self.params if params is None else params
+        `params` (from `select`) runs some of the copies only. Without `params` sparse weights train sparse."""
+        params = {**self.params, **self.sparse} if params is None else params
         h, layout = x, RAW
         for name, module in self.layers:
             h, layout, shared = forward_layer(name, module, params, h, layout, shared)
@@ -119,8 +136,10 @@ def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, l
     return conv(module, w, b, to_image(h, layout), shared), IMAGE, False
 
 
-def linear(w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
+def linear(w: torch.Tensor | SparseWeight, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
     """w (K, O, F); h (K, B, F), or (B, F) when shared -> (K, B, O)."""
+    if isinstance(w, SparseWeight):
+        return w(h, b, shared)
     if shared:  # one GEMM over the stacked weights: (B, F) @ (F, K*O)
         flat = w.reshape(-1, w.shape[-1]).t()
         out = h @ flat if b is None else torch.addmm(b.reshape(1, -1), h, flat)

@@ -33,6 +33,8 @@ from ..schedule import Plan, batch_indices
 from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
 from ..training import EVAL_BATCH, Diverged, resolve_device
 from .checkpoints import NEXT, CopyState, reconcile, resume_step
+from .slots import Slots
+from .sparse_linear import trains_sparse
 from .stacked import CONVS, StackedModel
 
 
@@ -51,8 +53,9 @@ class Ticket:
 
 def train_batched(tickets: list[Ticket], cfg: TrainConfig, *,
                   augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                  progress: bool = False, desc: str = "") -> list[list[dict]]:
+                  progress: bool = False, desc: str = "", sparse: bool = True) -> list[list[dict]]:
     """Train `tickets` (same architecture and schedule) as one batched model; returns each copy's metric rows.
+    `sparse`: train Linear layers that keep little as their kept entries (sparse_linear.py), where they can.
 
     Copies resuming from different steps (a stage trained alone before, then batched) train in groups by step."""
     check_compatible(tickets)
@@ -63,7 +66,7 @@ def train_batched(tickets: list[Ticket], cfg: TrainConfig, *,
     rows: list[list[dict] | None] = [None] * len(tickets)
     for start in sorted(set(starts)):
         group = [i for i, s in enumerate(starts) if s == start]
-        for i, r in zip(group, BatchedRun([tickets[i] for i in group], cfg, augment).train(progress, desc),
+        for i, r in zip(group, BatchedRun([tickets[i] for i in group], cfg, augment, sparse).train(progress, desc),
                         strict=True):
             rows[i] = r
     return rows
@@ -85,19 +88,21 @@ def check_compatible(tickets: list[Ticket]) -> None:
 class BatchedRun:
     """One group of copies at the same step: the stacked model, the optimizer, and the per-copy bookkeeping."""
 
-    def __init__(self, tickets: list[Ticket], cfg: TrainConfig, augment):
+    def __init__(self, tickets: list[Ticket], cfg: TrainConfig, augment, sparse: bool = True):
         self.tickets, self.cfg, self.augment = tickets, cfg, augment
         self.device = resolve_device(cfg.device)
         self.plan = tickets[0].plan
         self.step = self.start = resume_step(tickets[0].stage, self.plan.start)
         self.extras = [self.restore(t) for t in tickets]  # per copy: its model and optimizer state as saved
         self.model = StackedModel([t.model for t in tickets], self.device)
-        self.n = len(self.model.names)
-        self.views = [self.model.params[name].detach().unbind(0) for name in self.model.names]  # [param][copy]
-        self.optimizer = KeptOptimizer([v[k] for k in range(len(tickets)) for v in self.views],
-                                       [t.masks.get(name) for t in tickets for name in self.model.names], cfg)
+        if sparse:
+            for name, masks in self.masks().items():
+                if name in self.linear_weights() and trains_sparse(self.model.params[name], masks):
+                    self.model.train_sparse(name, masks)
+        self.slots = Slots(self.model, [t.masks for t in tickets], self.masks())
+        self.optimizer = KeptOptimizer(self.slots.params, self.slots.masks, cfg)
         if self.extras[0] is not None:
-            state = {k * self.n + j: s for k, e in enumerate(self.extras) for j, s in e.pop("opt").items()}
+            state = self.slots.from_copies([e.pop("opt") for e in self.extras])
             self.optimizer.load_state_dict({"state": state,
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
         self.update = MaskedUpdate(*self.stacked_masks(), reapply=cfg.optimizer not in ZERO_PRESERVING)
@@ -113,29 +118,45 @@ class BatchedRun:
         extra = load_checkpoint(path, t.model, own)
         return {**extra, "opt": own.state_dict()["state"]}
 
+    def masks(self) -> dict[str, torch.Tensor]:
+        """The stacked masks of the parameters some copy prunes."""
+        return {name: torch.stack([t.masks[name] for t in self.tickets]) for name in self.tickets[0].masks
+                if not all(bool(t.masks[name].all()) for t in self.tickets)}
+
+    def linear_weights(self) -> set[str]:
+        return {f"{name}.weight" for name, module in self.model.layers if isinstance(module, nn.Linear)}
+
     def stacked_masks(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(stacked parameters, their stacked masks) where some copy has pruned entries the optimizer does not mask
-        itself."""
-        handled = {self.model.names[i % self.n] for i in self.optimizer.handled}
-        names = [name for name in self.tickets[0].masks
-                 if name not in handled and not all(bool(t.masks[name].all()) for t in self.tickets)]
-        return ([self.model.params[n] for n in names],
-                [torch.stack([t.masks[n] for t in self.tickets]) for n in names])
+        """(stacked parameters, their stacked masks) where some copy has pruned entries that neither the optimizer
+        nor sparse training leaves out itself."""
+        handled = {self.slots.name(i) for i in self.optimizer.handled} | set(self.model.sparse)
+        masks = {name: m for name, m in self.masks().items() if name not in handled}
+        return [self.model.params[n] for n in masks], list(masks.values())
 
     # -- data ----------------------------------------------------------------------------------------------------
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x (K, B, *input) and y (K, B): each copy's own batch of its own training split."""
         trains = [t.splits.train for t in self.tickets]
         idxs = [batch_indices(step, len(d.x), t.plan).to(d.x.device) for d, t in zip(trains, self.tickets, strict=True)]
+        if all(d is trains[0] for d in trains):  # one split: one gather for all copies
+            index = torch.cat(idxs)
+            xs, ys = trains[0].x.index_select(0, index), trains[0].y.index_select(0, index)
+            xs, ys = xs.view(len(idxs), -1, *xs.shape[1:]), ys.view(len(idxs), -1)
+        else:
+            xs, ys = self.gather(trains, idxs)
+        xs, ys = xs.to(self.device), ys.to(self.device)
+        if self.augment is not None:  # each copy's batch with its own generator, seeded as `train` seeds it
+            xs = torch.stack([self.augment(x, torch.Generator().manual_seed(t.plan.data_seed * 1_000_003 + step + 1))
+                              for x, t in zip(xs, self.tickets, strict=True)])
+        return xs, ys
+
+    @staticmethod
+    def gather(trains: list, idxs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         xs = torch.empty(len(trains), len(idxs[0]), *trains[0].x.shape[1:], dtype=trains[0].x.dtype)
         ys = torch.empty(len(trains), len(idxs[0]), dtype=trains[0].y.dtype)
         for k, (d, idx) in enumerate(zip(trains, idxs, strict=True)):  # gathered in place: no stacking copy
             torch.index_select(d.x, 0, idx, out=xs[k])
             torch.index_select(d.y, 0, idx, out=ys[k])
-        xs, ys = xs.to(self.device), ys.to(self.device)
-        if self.augment is not None:  # each copy's batch with its own generator, seeded as `train` seeds it
-            xs = torch.stack([self.augment(x, torch.Generator().manual_seed(t.plan.data_seed * 1_000_003 + step + 1))
-                              for x, t in zip(xs, self.tickets, strict=True)])
         return xs, ys
 
     # -- evaluation ----------------------------------------------------------------------------------------------
@@ -186,7 +207,8 @@ class BatchedRun:
             extra = {"step": self.step, "loss_sum": loss_sum[k].item(), "loss_count": loss_count,
                      "wall": time.perf_counter() - started[k]}
             save_checkpoint(t.stage / NEXT, self.model.write_to(k, t.model),
-                            CopyState(self.optimizer, k, self.n, with_state=not final), extra)
+                            CopyState(lambda k=k: self.slots.to_copy(self.optimizer.state_dict()["state"], k)
+                                      if not final else {}), extra)
         for t in self.tickets:
             os.replace(t.stage / NEXT, t.stage / "checkpoint.safetensors")
 
@@ -235,22 +257,23 @@ class BatchedRun:
         xb, yb = self.batch(step)
         logits = self.model(xb)  # (K, B, classes)
         losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
-        with torch.no_grad():  # the values `train` logs, summed as it sums them (the gradients are the same already)
-            values = torch.tensor([F.cross_entropy(out, y).item() for out, y in zip(logits, yb, strict=True)],
-                                  dtype=torch.float64)
+        with torch.no_grad():
+            if self.slots.stacked:  # sparse: rounded otherwise than `train` anyway
+                values = losses.double()
+            else:  # the values `train` logs, summed as it sums them (the gradients are the same already)
+                values = torch.tensor([F.cross_entropy(out, y).item() for out, y in zip(logits, yb, strict=True)],
+                                      dtype=torch.float64)
         if not torch.isfinite(values).all():
             k = int((~torch.isfinite(values)).nonzero()[0])
             t = self.tickets[k]
             raise Diverged(f"loss became {values[k].item()} at step {step} ({t.desc or t.stage.name}); "
                            f"lower train.lr or check the data; results so far are kept in {t.stage}")
-        for p in self.model.params.values():
+        for p in self.slots.leaves():
             p.grad = None
         losses.sum().backward()
         with torch.no_grad():
             self.update.before_step()
-            for views, name in zip(self.views, self.model.names, strict=True):
-                for view, grad in zip(views, self.model.params[name].grad.unbind(0), strict=True):
-                    view.grad = grad
+            self.slots.point_grads()
             self.optimizer.step()
             self.update.after_step()
         return values

@@ -1,10 +1,10 @@
-"""The masked Adam kernel's build: a lock left by a killed build must not hang the next one (torch's loader waits
+"""Building our C++ kernels: a lock left by a killed build must not hang the next one (torch's loader waits
 for the lock file forever; checked by hand), while a build in progress keeps its lock."""
 
 import os
 import time
 
-from ticketlab import masked_adam
+from ticketlab import extensions
 
 
 def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
@@ -12,9 +12,9 @@ def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
     for build in (stale, fresh):
         build.mkdir()
         (build / "lock").write_text("")
-    old = time.time() - masked_adam.STALE_LOCK_SECONDS - 60
+    old = time.time() - extensions.STALE_LOCK_SECONDS - 60
     os.utime(stale / "lock", (old, old))
-    masked_adam.clear_stale_lock(stale)
-    masked_adam.clear_stale_lock(fresh)
+    extensions.clear_stale_lock(stale)
+    extensions.clear_stale_lock(fresh)
     assert not (stale / "lock").exists() and (fresh / "lock").exists()
-    masked_adam.clear_stale_lock(tmp_path / "never-built")  # no directory yet: nothing to do
+    extensions.clear_stale_lock(tmp_path / "never-built")  # no directory yet: nothing to do

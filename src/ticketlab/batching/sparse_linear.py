@@ -1,0 +1,107 @@
+"""Sparse training of stacked Linear layers: the weights of K copies stored, multiplied and stepped as their kept
+entries only (csrc/sparse_linear.cpp), so a ticket keeping 15% of its weights does about 15% of the dense work.
+
+A layer is trained this way when the kernel is built, the weights are float32 on CPU and no copy keeps more than
+SPARSE_MAX_KEPT of them; its trainable parameter is then `SparseWeight.values` (the kept entries of all copies, in
+CSR order: copy, row, column), and the stacked dense weight is brought up to date by `write_dense`. The numbers
+differ from the dense matmul's by rounding only (other summation order), and do not depend on the thread count or on
+the other copies in the batch."""
+
+import functools
+
+import torch
+
+from ..extensions import build
+
+# Above this kept fraction dense batched matmuls were faster (fc1 of LeNet-300-100, 8 copies, batch 60, 2 threads;
+# docs/speed.md).
+SPARSE_MAX_KEPT = 0.3
+
+
+@functools.cache
+def kernel():
+    """The compiled extension (`forward`, `backward`), or None where it is not available."""
+    return build("sparse_linear", "sparse training kernel")
+
+
+def trains_sparse(weight: torch.Tensor, masks: torch.Tensor) -> bool:
+    """Whether a stacked Linear weight (K, O, F) under stacked masks trains sparse (see the module's docstring)."""
+    kept = masks.reshape(masks.shape[0], -1).float().mean(1).max().item()
+    cpu_float32 = weight.device.type == "cpu" and weight.dtype == torch.float32
+    return cpu_float32 and weight.dim() == 3 and kept <= SPARSE_MAX_KEPT and kernel() is not None
+
+
+class SparseWeight:
+    """The kept entries of a stacked Linear weight (K, O, F) under stacked masks: `values` (a leaf, trained) and
+    their CSR structure."""
+
+    def __init__(self, dense: torch.Tensor, masks: torch.Tensor):
+        self.shape = dense.shape
+        k, self.out_features, in_features = dense.shape
+        self.index = masks.reshape(-1).nonzero().squeeze(1)  # flat positions in the stacked dense weight
+        row = self.index // in_features  # over all copies' rows
+        self.rowptr = pointers(row, k * self.out_features)
+        self.col = (self.index % in_features).to(torch.int32)
+        # the transposed structure, for the input's gradient: entries ordered by (copy, column, row), with their
+        # positions among the values
+        key = ((row // self.out_features) * in_features + self.col) * self.out_features + row % self.out_features
+        key, self.perm = torch.sort(key)
+        self.colptr = pointers(key // self.out_features, k * in_features)
+        self.row = (key % self.out_features).to(torch.int32)
+        self.counts = torch.bincount(row // self.out_features, minlength=k).tolist()
+        self.per_copy = dense[0].numel()
+        self.values = dense.detach().reshape(-1)[self.index].requires_grad_(True)
+
+    def copies(self, tensor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """`tensor` (default: the values) split into the copies' kept entries."""
+        return (self.values.detach() if tensor is None else tensor).split(self.counts)
+
+    def copy_index(self, k: int) -> torch.Tensor:
+        """Copy k's kept entries as flat positions in its own (O, F) weight."""
+        start = sum(self.counts[:k])
+        return self.index[start : start + self.counts[k]] - k * self.per_copy
+
+    @torch.no_grad()
+    def write_dense(self, dense: torch.Tensor) -> None:
+        dense.view(-1).index_copy_(0, self.index, self.values)
+
+    def __call__(self, h: torch.Tensor, bias: torch.Tensor | None, shared: bool = False) -> torch.Tensor:
+        """h (K, B, F) -> (K, B, O); `shared`: h (B, F) seen by all copies (no gradients then)."""
+        if shared:
+            with torch.no_grad():
+                return self.forward(h.t().contiguous(), bias).transpose(1, 2)
+        return SparseLinear.apply(h, self.values, bias, self)
+
+    def forward(self, xt: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """x^T (K, F, B) or (F, B) -> y^T (K, O, B)."""
+        no_bias = torch.empty(0)
+        return kernel().forward(xt, self.values.detach(), no_bias if bias is None else bias.detach().contiguous(),
+                                self.rowptr, self.col, self.out_features)
+
+
+def pointers(sorted_rows: torch.Tensor, rows: int) -> torch.Tensor:
+    """CSR row pointers (rows + 1) of entries in row order."""
+    out = torch.zeros(rows + 1, dtype=torch.int64)
+    out[1:] = torch.bincount(sorted_rows, minlength=rows).cumsum(0)
+    return out
+
+
+class SparseLinear(torch.autograd.Function):
+    """The kernel as an autograd function. Activations are kept feature-major between layers (y is returned as a
+    transposed view of y^T, which elementwise layers preserve), so a chain of sparse layers transposes once."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseWeight):
+        xt = h.transpose(1, 2).contiguous()
+        yt = weight.forward(xt, bias)
+        ctx.save_for_backward(xt, values)
+        ctx.weight, ctx.has_bias = weight, bias is not None
+        return yt.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xt, values = ctx.saved_tensors
+        w, input_grad = ctx.weight, ctx.needs_input_grad[0]
+        out = kernel().backward(grad.transpose(1, 2).contiguous(), xt, values, w.rowptr, w.col, w.colptr, w.row,
+                                w.perm, input_grad)
+        return (out[2].transpose(1, 2) if input_grad else None), out[0], (out[1] if ctx.has_bias else None), None
