@@ -43,14 +43,18 @@ MODELS = {
 }
 
 
-def tickets_for(name, tmp_path, cfg, k=3, shared_data=False, n=(48, 12, 12), batch=8):
+DENSE_RATES = (0.3, 0.5, 0.7)  # pruning rates of the copies: every layer keeps too much to train sparse
+SPARSE_RATES = (0.8, 0.85, 0.9)  # kept 20%..10%: the Linear layers that keep <= 30% train sparse
+
+
+def tickets_for(name, tmp_path, cfg, k=3, shared_data=False, n=(48, 12, 12), batch=8, rates=DENSE_RATES):
     """k copies with their own init, masks (other densities), data seed and — unless shared_data — data split."""
     factory, shape = MODELS[name]
     shared = splits_for(shape, 0, n)
     out = []
     for i in range(k):
         model = factory(10 + i)
-        masks = prune(model, Masks.ones(model), PruneSpec(rate=0.3 + 0.2 * i, scope="global"))
+        masks = prune(model, Masks.ones(model), PruneSpec(rate=rates[i % len(rates)], scope="global"))
         splits = shared if shared_data else splits_for(shape, i, n)
         plan = make_plan(cfg, len(splits.train), batch, data_seed=100 + i)
         out.append(Ticket(model, masks, splits, plan, tmp_path / f"copy{i}"))
@@ -79,13 +83,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def check_against_separate_runs(tmp_path, name, optimizer, compare):
+def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_RATES):
     steps = 4 if name == "conv2" else 24
     cfg = TrainConfig(steps=f"{steps}it", optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
                       momentum=0.9, weight_decay=5e-3, eval_every=f"{steps // 2}it", checkpoint_every="1000it")
     small = {"k": 2, "n": (16, 4, 4), "batch": 4} if name == "conv2" else {}  # conv2 is 4.3M weights, 32x32 input
     augment = AUGMENTATIONS.get("cifar") if name == "conv2" else None  # seeded per copy, as `train` seeds it
-    tickets = tickets_for(name, tmp_path, cfg, **small)
+    tickets = tickets_for(name, tmp_path, cfg, **small, rates=rates)
     start = [{n: p.detach().clone() for n, p in t.model.named_parameters()} for t in tickets]
     expected = separate(tickets, cfg, tmp_path, augment)
     rows = train_batched(tickets, cfg, augment=augment)
@@ -108,21 +112,38 @@ def test_batched_equals_separate_runs_bit_for_bit_on_one_thread(tmp_path, one_th
     check_against_separate_runs(tmp_path, name, optimizer, identical)
 
 
+def close(rows, rows_alone, params, weights_alone, cfg, steps):
+    """Within 1e-5, but for a few weights where Adam divides a near-zero gradient by sqrt(v) + 1e-8 and the rounding
+    flips its step: by at most 2 lr per step."""
+    assert [r["step"] for r in rows] == [r["step"] for r in rows_alone]
+    for b, a in zip(rows, rows_alone, strict=True):
+        for key in ("train_loss", "val_loss", "test_loss"):
+            assert b[key] == pytest.approx(a[key], abs=ATOL) if a[key] is not None else b[key] is None
+    for n, w in weights_alone.items():
+        diff = (params[n].detach() - w).abs()
+        flipped = int((diff > ATOL).sum())
+        assert flipped <= max(4, 1e-5 * diff.numel()) and diff.max() <= 2 * cfg.lr * steps, (flipped, diff.max())
+
+
 def test_batched_matches_separate_runs_on_all_threads(tmp_path):
     """With more threads the numbers differ as runs of `train` with different thread counts differ (a small matmul
-    split across threads rounds differently): within 1e-5, but for a few weights where Adam divides a near-zero
-    gradient by sqrt(v) + 1e-8 and the rounding flips its step, by at most 2 lr per step."""
-    def close(rows, rows_alone, params, weights_alone, cfg, steps):
-        assert [r["step"] for r in rows] == [r["step"] for r in rows_alone]
-        for b, a in zip(rows, rows_alone, strict=True):
-            for key in ("train_loss", "val_loss", "test_loss"):
-                assert b[key] == pytest.approx(a[key], abs=ATOL) if a[key] is not None else b[key] is None
-        for n, w in weights_alone.items():
-            diff = (params[n].detach() - w).abs()
-            flipped = int((diff > ATOL).sum())
-            assert flipped <= max(4, 1e-5 * diff.numel()) and diff.max() <= 2 * cfg.lr * steps, (flipped, diff.max())
-
+    split across threads rounds differently)."""
     check_against_separate_runs(tmp_path, "mlp", "adam", close)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_sparse_batched_matches_separate_runs(tmp_path, optimizer):
+    """Copies keeping 20%..10% train their Linear layers as kept entries (sparse_linear.py): the same training up to
+    rounding (other summation order)."""
+    from ticketlab.batching.trainer import BatchedRun
+
+    from .test_sparse_training import sparse_kernel_or_fail
+
+    if sparse_kernel_or_fail() is None:
+        pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
+    cfg = TrainConfig(steps="24it", optimizer=optimizer)
+    assert BatchedRun(tickets_for("mlp", tmp_path / "probe", cfg, rates=SPARSE_RATES), cfg, None).model.sparse
+    check_against_separate_runs(tmp_path, "mlp", optimizer, close, rates=SPARSE_RATES)
 
 
 def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):
@@ -152,14 +173,19 @@ def strip_wall(path):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    tickets = tickets_for("mlp", tmp_path_factory.mktemp("ref"), CRASH_CFG, k=3)
-    train_batched(tickets, CRASH_CFG)
-    return tickets
+    """The reference runs, dense and sparse (which keeps optimizer state of kept entries only, spread in checkpoints)."""
+    out = {}
+    for rates in (DENSE_RATES, SPARSE_RATES):
+        out[rates] = tickets_for("mlp", tmp_path_factory.mktemp("ref"), CRASH_CFG, k=3, rates=rates)
+        train_batched(out[rates], CRASH_CFG)
+    return out
 
 
-@pytest.mark.parametrize("crash_at", [1, 3, 5, 8, 13])
+@pytest.mark.parametrize("crash_at,rates", [(1, DENSE_RATES), (3, DENSE_RATES), (5, DENSE_RATES),
+                                            (8, DENSE_RATES), (13, DENSE_RATES), (4, SPARSE_RATES),
+                                            (8, SPARSE_RATES)])
 def test_resume_after_crash_at_any_checkpoint_write_gives_identical_results(tmp_path, monkeypatch, uninterrupted,
-                                                                            crash_at):
+                                                                            crash_at, rates):
     """A crash between any two checkpoint files of a group (within phase 1, within phase 2, between them, in the
     final one) resumes bit-identically: counts both checkpoint writes and renames (os.replace, also used inside
     every atomic write)."""
@@ -178,12 +204,12 @@ def test_resume_after_crash_at_any_checkpoint_write_gives_identical_results(tmp_
     monkeypatch.setattr(trainer, "save_checkpoint", counting(real_save))
     monkeypatch.setattr(trainer.os, "replace", counting(real_replace))
     with pytest.raises(KeyboardInterrupt):
-        train_batched(tickets_for("mlp", tmp_path, CRASH_CFG, k=3), CRASH_CFG)
+        train_batched(tickets_for("mlp", tmp_path, CRASH_CFG, k=3, rates=rates), CRASH_CFG)
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     monkeypatch.setattr(trainer.os, "replace", real_replace)
-    resumed = tickets_for("mlp", tmp_path, CRASH_CFG, k=3)  # a fresh process: the start weights again
+    resumed = tickets_for("mlp", tmp_path, CRASH_CFG, k=3, rates=rates)  # a fresh process: the start weights again
     train_batched(resumed, CRASH_CFG)
-    for t, ref in zip(resumed, uninterrupted, strict=True):
+    for t, ref in zip(resumed, uninterrupted[rates], strict=True):
         want = dict(ref.model.named_parameters())
         assert all(torch.equal(p, want[n]) for n, p in t.model.named_parameters())
         assert strip_wall(t.stage / "metrics.jsonl") == strip_wall(ref.stage / "metrics.jsonl")

@@ -1,0 +1,101 @@
+"""Sparse training of stacked Linear layers (batching/sparse_linear.py): the CSR kernel against the dense batched
+matmul, and the optimizer state of kept entries as checkpoints hold it."""
+
+import shutil
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ticketlab.batching.sparse_linear import SparseWeight, kernel
+from ticketlab.batching.stacked import BatchedLinear
+
+
+def sparse_kernel_or_fail():
+    """The sparse kernel, or None; a failure where it should have built (a C++ compiler is here)."""
+    if shutil.which("c++") and kernel() is None:
+        pytest.fail("a C++ compiler is here but the sparse training kernel did not build")
+    return kernel()
+
+
+def dense_reference(h, w, b, masks, shared):
+    """Output and gradients of the dense batched layer with masked weights (gradients at kept entries only)."""
+    h = h.detach().requires_grad_(not shared)
+    w = (w * masks).detach().requires_grad_(True)
+    b = None if b is None else b.detach().requires_grad_(True)
+    y = BatchedLinear.apply(h.expand(w.shape[0], *h.shape) if shared else h, w, b)
+    if not shared:
+        (y.sin().sum()).backward()  # a non-uniform upstream gradient
+    return y.detach(), (None if shared else h.grad), w.grad, (None if b is None or shared else b.grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 3), batch=st.integers(1, 80), features=st.integers(1, 40), out=st.integers(1, 20),
+       kept=st.floats(0.0, 1.0), bias=st.booleans(), shared=st.booleans(), seed=st.integers(0, 2**16))
+def test_sparse_linear_equals_the_dense_batched_layer(k, batch, features, out, kept, bias, shared, seed):
+    """Any shape (batches past one register block of 64 and with tails), any density (rows with nothing kept),
+    with and without bias, per-copy or shared input: outputs and the gradients of input, kept values and bias."""
+    if sparse_kernel_or_fail() is None:
+        pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand(k, out, features, generator=g) < kept
+    w = torch.randn(k, out, features, generator=g)
+    b = torch.randn(k, out, generator=g) if bias else None
+    h = torch.randn(*(() if shared else (k,)), batch, features, generator=g)
+    y_ref, dh_ref, dw_ref, db_ref = dense_reference(h, w, b, masks, shared)
+
+    weight = SparseWeight(w * masks, masks)
+    assert weight.values.numel() == int(masks.sum())
+    h = h.clone().requires_grad_(not shared)
+    bias_leaf = None if b is None else b.clone().requires_grad_(True)
+    y = weight(h, bias_leaf, shared)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    if shared:
+        return
+    y.sin().sum().backward()
+    torch.testing.assert_close(h.grad, dh_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weight.values.grad, dw_ref[masks], atol=1e-5, rtol=1e-5)
+    if b is not None:
+        torch.testing.assert_close(bias_leaf.grad, db_ref, atol=1e-5, rtol=1e-5)
+    dense = torch.zeros(k, out, features)
+    weight.write_dense(dense)
+    assert torch.equal(dense, w * masks)
+    for c in range(k):  # each copy's kept entries, as positions in its own weight
+        assert torch.equal(weight.copies()[c], (w[c] * masks[c]).reshape(-1)[weight.copy_index(c)])
+
+
+def test_sparse_checkpoints_hold_optimizer_state_in_the_weights_shapes(tmp_path, monkeypatch):
+    """A sparse group's checkpoint is the one `train` writes: moments shaped as the weights, zero where pruned, so
+    the stage can resume alone."""
+    from ticketlab.batching import train_batched
+    from ticketlab.batching.trainer import BatchedRun
+    from ticketlab.config import TrainConfig
+    from ticketlab.files import load_tensors
+    from ticketlab.training import train
+
+    from .test_batched import SPARSE_RATES, tickets_for
+
+    if sparse_kernel_or_fail() is None:
+        pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
+    cfg = TrainConfig(steps="8it", optimizer="adam", lr=1e-3, eval_every="4it", checkpoint_every="4it")
+    tickets = tickets_for("mlp", tmp_path, cfg, k=2, rates=SPARSE_RATES)
+    log = BatchedRun.log
+
+    def killed_at_step_8(run, *args):
+        if run.step == 8:
+            raise KeyboardInterrupt  # after the checkpoint at step 4, before the final one
+        log(run, *args)
+
+    monkeypatch.setattr(BatchedRun, "log", killed_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        train_batched(tickets, cfg)
+    for t in tickets:
+        tensors, _ = load_tensors(t.stage / "checkpoint.safetensors")
+        for j, (name, p) in enumerate(t.model.named_parameters()):
+            moment = tensors[f"opt.{j}.exp_avg_sq"]
+            assert moment.shape == p.shape
+            if name in t.masks:
+                assert (moment[~t.masks[name]] == 0).all() and (moment[t.masks[name]] != 0).any()
+        rows = train(t.model, t.masks, t.splits, cfg, t.plan, t.stage)  # resumes alone from step 4
+        assert [r["step"] for r in rows] == [0, 4, 8]
