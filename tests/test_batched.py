@@ -173,7 +173,7 @@ def strip_wall(path):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """The reference runs, dense and sparse (which keeps optimizer state of kept entries only, spread in checkpoints)."""
+    """The reference runs, dense and sparse (whose optimizer state of kept entries is spread in checkpoints)."""
     out = {}
     for rates in (DENSE_RATES, SPARSE_RATES):
         out[rates] = tickets_for("mlp", tmp_path_factory.mktemp("ref"), CRASH_CFG, k=3, rates=rates)
