@@ -1,6 +1,6 @@
 """K tickets trained as one batched model against the same K trained one after another, and the matmul GFLOP/s
 each achieves against this machine's dense GEMM. The batched trainer runs twice: as the engine runs it (its Linear
-layers keep <= 30%, so they train sparse: batching/sparse_linear.py) and with dense batched matmuls only, which
+layers keep <= 40%, so they train sparse: batching/sparse_linear.py) and with dense batched matmuls only, which
 shows what batching alone buys."""
 
 import tempfile
