@@ -131,10 +131,10 @@ def test_batched_matches_separate_runs_on_all_threads(tmp_path):
     check_against_separate_runs(tmp_path, "mlp", "adam", close)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_sparse_batched_matches_separate_runs(tmp_path, optimizer):
-    """Copies keeping 20%..10% train their Linear layers as kept entries (sparse_linear.py): the same training up to
-    rounding (other summation order)."""
+@pytest.mark.parametrize("name,optimizer", [("mlp", "sgd"), ("mlp", "adam"), ("conv2", "adam")])
+def test_sparse_batched_matches_separate_runs(tmp_path, name, optimizer):
+    """Copies keeping 20%..10% train their Linear layers as kept entries (sparse_linear.py; conv2: its fc layers,
+    after the convolutions): the same training up to rounding (other summation order)."""
     from ticketlab.batching.trainer import BatchedRun
 
     from .test_sparse_training import sparse_kernel_or_fail
@@ -142,8 +142,8 @@ def test_sparse_batched_matches_separate_runs(tmp_path, optimizer):
     if sparse_kernel_or_fail() is None:
         pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
     cfg = TrainConfig(steps="24it", optimizer=optimizer)
-    assert BatchedRun(tickets_for("mlp", tmp_path / "probe", cfg, rates=SPARSE_RATES), cfg, None).model.sparse
-    check_against_separate_runs(tmp_path, "mlp", optimizer, close, rates=SPARSE_RATES)
+    assert BatchedRun(tickets_for(name, tmp_path / "probe", cfg, k=2, rates=SPARSE_RATES), cfg, None).model.sparse
+    check_against_separate_runs(tmp_path, name, optimizer, close, rates=SPARSE_RATES)
 
 
 def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):

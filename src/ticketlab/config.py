@@ -64,7 +64,8 @@ class TrainConfig:
     channels_last: bool = _help("convnets: NHWC memory format (faster on GPUs with tensor cores)", False)
     compile: bool = _help("torch.compile the model (opt-in; first steps are slow)", False)
     batch_tickets: int = _help("train up to this many ready stages (seeds, baselines) of one architecture as one "
-                               "batched model; 1 = one at a time (MLPs and plain convnets; fp32)", 8)
+                               "batched model (Linear layers keeping <= 40% train sparse); 1 = one at a time (MLPs and "
+                               "plain convnets; fp32)", 8)
 
 
 @dataclass

@@ -27,8 +27,9 @@ def add_config_arguments(p):
 
 def add_batch_argument(p):
     p.add_argument("--batch-tickets", type=int, metavar="K",
-                   help="train up to K ready stages (seeds, baselines) of one architecture as one batched model; "
-                        "1 = one at a time (default: train.batch_tickets, 8)")
+                   help="train up to K ready stages (seeds, baselines) of one architecture as one batched model, "
+                        "whose Linear layers keeping <= 40%% train as their kept weights only; 1 = one at a time "
+                        "(default: train.batch_tickets, 8)")
 
 
 def batch_overrides(args) -> list[str]:
