@@ -70,7 +70,7 @@ class SparseWeight:
         """h (K, B, F) -> (K, B, O); `shared`: h (B, F) seen by all copies (no gradients then)."""
         if shared:
             with torch.no_grad():
-                return self.forward(h.t().contiguous(), bias).transpose(1, 2)
+                return self.forward(batch_contiguous(h.t()), bias).transpose(1, 2)
         return SparseLinear.apply(h, self.values, bias, self)
 
     def forward(self, xt: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -78,6 +78,11 @@ class SparseWeight:
         no_bias = torch.empty(0)
         return kernel().forward(xt, self.values.detach(), no_bias if bias is None else bias.detach().contiguous(),
                                 self.rowptr, self.col, self.out_features)
+
+
+def batch_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """`t` (..., B) as the kernel reads it: the batch contiguous, any other strides (copied only if it is not)."""
+    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
 def pointers(sorted_rows: torch.Tensor, rows: int) -> torch.Tensor:
@@ -93,7 +98,7 @@ class SparseLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseWeight):
-        xt = h.transpose(1, 2).contiguous()
+        xt = batch_contiguous(h.transpose(1, 2))
         yt = weight.forward(xt, bias)
         ctx.save_for_backward(xt, values)
         ctx.weight, ctx.has_bias = weight, bias is not None
@@ -103,6 +108,6 @@ class SparseLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         xt, values = ctx.saved_tensors
         w, input_grad = ctx.weight, ctx.needs_input_grad[0]
-        out = kernel().backward(grad.transpose(1, 2).contiguous(), xt, values, w.rowptr, w.col, w.colptr, w.row,
-                                w.perm, input_grad)
+        out = kernel().backward(batch_contiguous(grad.transpose(1, 2)), xt, values, w.rowptr, w.col, w.colptr,
+                                w.row, w.perm, input_grad)
         return (out[2].transpose(1, 2) if input_grad else None), out[0], (out[1] if ctx.has_bias else None), None

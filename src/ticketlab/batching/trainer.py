@@ -142,10 +142,11 @@ class BatchedRun:
         """x (K, B, *input) and y (K, B): each copy's own batch of its own training split."""
         trains = [t.splits.train for t in self.tickets]
         idxs = [batch_indices(step, len(d.x), t.plan).to(d.x.device) for d, t in zip(trains, self.tickets, strict=True)]
+        k, b = len(idxs), len(idxs[0])
         if all(d is trains[0] for d in trains):  # one split: one gather for all copies
             index = torch.cat(idxs)
             xs, ys = trains[0].x.index_select(0, index), trains[0].y.index_select(0, index)
-            xs, ys = xs.view(len(idxs), -1, *xs.shape[1:]), ys.view(len(idxs), -1)
+            xs, ys = xs.view(k, b, *xs.shape[1:]), ys.view(k, b)
         else:
             xs, ys = self.gather(trains, idxs)
         xs, ys = xs.to(self.device), ys.to(self.device)

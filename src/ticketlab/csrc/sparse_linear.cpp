@@ -41,6 +41,21 @@ void check_float(const at::Tensor& t, const char* what) {
               "sparse_linear: ", what, " must be a contiguous float32 CPU tensor");
 }
 
+// Batch-contiguous rows of activations or gradients, (K, R, B) or (R, B) shared by all copies, in any strides
+// otherwise: a layer's input can be the transposed view of the previous layer's output, or of a gathered batch.
+struct Rows {
+  const float* data;
+  int64_t copy_stride, row_stride;
+  const float* at(int64_t copy, int64_t row) const { return data + copy * copy_stride + row * row_stride; }
+};
+
+Rows rows_of(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && (t.stride(-1) == 1 || t.size(-1) == 1),
+              "sparse_linear: ", what, " must be a float32 CPU tensor with the batch contiguous");
+  const bool shared = t.dim() == 2;
+  return {t.data_ptr<float>(), shared ? 0 : t.stride(0), t.stride(shared ? 0 : 1)};
+}
+
 // a block of n <= NB*V batch entries starting at `at`, as nf full vectors and a tail of t entries
 struct Block {
   int64_t at, nf, t;
@@ -79,21 +94,21 @@ inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, floa
 #endif
 }
 
-// out[r, :] = bias[r] + sum over row r's entries p of value(p) * in[copy, col[p], :]: in (K, C, B) or, shared by
-// all copies, (C, B); out (K, R, B)
-void spmm(const Csr& s, const float* values, const float* bias, const float* in, int64_t in_copy_stride,
-          float* out, int64_t rows, int64_t batch) {
+// out[r, :] = bias[r] + sum over row r's entries p of value(p) * in[copy, col[p], :]; out (K, R, B) contiguous
+void spmm(const Csr& s, const float* values, const float* bias, const Rows& in, float* out, int64_t rows,
+          int64_t batch) {
   at::parallel_for(0, rows, GRAIN, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) {
-      const float* ink = in + (r / s.rows_per_copy) * in_copy_stride;
+      const float* in_copy = in.at(r / s.rows_per_copy, 0);  // locals: the loop below must not reload them
+      const int64_t stride = in.row_stride;
       for_blocks(batch, [&](const Block& blk, int64_t nv) {
         // two entries at a time into two sets of accumulators: independent multiply-add chains
         Vec acc[NB], acc2[NB];
         for (int64_t j = 0; j < NB; j++) acc[j] = Vec(bias ? bias[r] : 0.f), acc2[j] = Vec(0.f);
         int64_t p = s.rowptr[r];
         for (; p + 1 < s.rowptr[r + 1]; p += 2) {
-          const float* in0 = ink + int64_t(s.col[p]) * batch + blk.at;
-          const float* in1 = ink + int64_t(s.col[p + 1]) * batch + blk.at;
+          const float* in0 = in_copy + s.col[p] * stride + blk.at;
+          const float* in1 = in_copy + s.col[p + 1] * stride + blk.at;
           const Vec w0(values[s.perm ? s.perm[p] : p]), w1(values[s.perm ? s.perm[p + 1] : p + 1]);
           for (int64_t j = 0; j < NB; j++)
             if (j < nv) {
@@ -102,7 +117,7 @@ void spmm(const Csr& s, const float* values, const float* bias, const float* in,
             }
         }
         if (p < s.rowptr[r + 1]) {
-          const float* in0 = ink + int64_t(s.col[p]) * batch + blk.at;
+          const float* in0 = in_copy + s.col[p] * stride + blk.at;
           const Vec w0(values[s.perm ? s.perm[p] : p]);
           for (int64_t j = 0; j < NB; j++)
             if (j < nv) acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
@@ -120,7 +135,7 @@ void spmm(const Csr& s, const float* values, const float* bias, const float* in,
 // order
 at::Tensor forward(const at::Tensor& xt, const at::Tensor& values, const at::Tensor& bias, const at::Tensor& rowptr,
                    const at::Tensor& col, int64_t out_features) {
-  check_float(xt, "x^T");
+  const Rows x = rows_of(xt, "x^T");
   check_float(values, "values");
   const bool shared = xt.dim() == 2;
   const int64_t K = (rowptr.numel() - 1) / out_features, O = out_features;
@@ -129,8 +144,8 @@ at::Tensor forward(const at::Tensor& xt, const at::Tensor& values, const at::Ten
   const bool has_bias = bias.numel() > 0;
   if (has_bias) check_float(bias, "bias");
   at::Tensor yt = at::empty({K, O, B}, xt.options());
-  spmm(csr_of(rowptr, col, nullptr, O), values.data_ptr<float>(), has_bias ? bias.data_ptr<float>() : nullptr,
-       xt.data_ptr<float>(), shared ? 0 : F * B, yt.data_ptr<float>(), K * O, B);
+  spmm(csr_of(rowptr, col, nullptr, O), values.data_ptr<float>(), has_bias ? bias.data_ptr<float>() : nullptr, x,
+       yt.data_ptr<float>(), K * O, B);
   return yt;
 }
 
@@ -139,28 +154,26 @@ at::Tensor forward(const at::Tensor& xt, const at::Tensor& values, const at::Ten
 std::vector<at::Tensor> backward(const at::Tensor& dyt, const at::Tensor& xt, const at::Tensor& values,
                                  const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& colptr,
                                  const at::Tensor& row, const at::Tensor& perm, bool input_grad) {
-  check_float(dyt, "dy^T");
-  check_float(xt, "x^T");
+  const Rows x = rows_of(xt, "x^T"), dy = rows_of(dyt, "dy^T");
   const int64_t K = xt.size(0), F = xt.size(1), B = xt.size(2), O = dyt.size(1);
   const Csr s = csr_of(rowptr, col, nullptr, O);
   at::Tensor dvalues = at::empty_like(values);
   at::Tensor dbias = at::empty({K, O}, xt.options());
-  const float* x = xt.data_ptr<float>();
-  const float* dy = dyt.data_ptr<float>();
   float* dw = dvalues.data_ptr<float>();
   float* db = dbias.data_ptr<float>();
   const auto add = [](Vec& a, Vec& b) { return a + b; };
   at::parallel_for(0, K * O, GRAIN, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) {
-      const float* xk = x + (r / O) * F * B;
-      const float* dr = dy + r * B;
+      const float* dr = dy.at(r / O, r % O);
+      const float* x_copy = x.at(r / O, 0);  // locals: the loops below must not reload them
+      const int64_t stride = x.row_stride;
       Vec sum(0.f);
       for_blocks(B, [&](const Block& blk, int64_t nv) {
         Vec d[NB];
         for (int64_t j = 0; j < NB; j++)
           if (j < nv) { d[j] = load(dr + blk.at, blk, j); sum = sum + d[j]; }
         const auto dot = [&](int64_t p) {
-          const float* xr = xk + int64_t(s.col[p]) * B + blk.at;
+          const float* xr = x_copy + s.col[p] * stride + blk.at;
           Vec acc(0.f);
           for (int64_t j = 0; j < NB; j++)
             if (j < nv) acc = at::vec::fmadd(d[j], load(xr, blk, j), acc);
@@ -184,8 +197,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dyt, const at::Tensor& xt, co
   check_float(values, "values");
   TORCH_CHECK(colptr.numel() == K * F + 1, "sparse_linear: colptr does not match the copies and columns");
   at::Tensor dxt = at::empty({K, F, B}, xt.options());
-  spmm(csr_of(colptr, row, &perm, F), values.data_ptr<float>(), nullptr, dy, O * B, dxt.data_ptr<float>(), K * F,
-       B);
+  spmm(csr_of(colptr, row, &perm, F), values.data_ptr<float>(), nullptr, dy, dxt.data_ptr<float>(), K * F, B);
   return {dvalues, dbias, dxt};
 }
 
