@@ -83,13 +83,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_RATES):
+def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_RATES, shared_data=False):
     steps = 4 if name == "conv2" else 24
     cfg = TrainConfig(steps=f"{steps}it", optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
                       momentum=0.9, weight_decay=5e-3, eval_every=f"{steps // 2}it", checkpoint_every="1000it")
     small = {"k": 2, "n": (16, 4, 4), "batch": 4} if name == "conv2" else {}  # conv2 is 4.3M weights, 32x32 input
     augment = AUGMENTATIONS.get("cifar") if name == "conv2" else None  # seeded per copy, as `train` seeds it
-    tickets = tickets_for(name, tmp_path, cfg, **small, rates=rates)
+    tickets = tickets_for(name, tmp_path, cfg, **small, rates=rates, shared_data=shared_data)
     start = [{n: p.detach().clone() for n, p in t.model.named_parameters()} for t in tickets]
     expected = separate(tickets, cfg, tmp_path, augment)
     rows = train_batched(tickets, cfg, augment=augment)
@@ -131,10 +131,12 @@ def test_batched_matches_separate_runs_on_all_threads(tmp_path):
     check_against_separate_runs(tmp_path, "mlp", "adam", close)
 
 
-@pytest.mark.parametrize("name,optimizer", [("mlp", "sgd"), ("mlp", "adam"), ("conv2", "adam")])
-def test_sparse_batched_matches_separate_runs(tmp_path, name, optimizer):
+@pytest.mark.parametrize("name,optimizer,shared_data", [("mlp", "sgd", False), ("mlp", "adam", True),
+                                                        ("conv2", "adam", False)])
+def test_sparse_batched_matches_separate_runs(tmp_path, name, optimizer, shared_data):
     """Copies keeping 20%..10% train their Linear layers as kept entries (sparse_linear.py; conv2: its fc layers,
-    after the convolutions): the same training up to rounding (other summation order)."""
+    after the convolutions; one shared split: batches gathered feature-major): the same training up to rounding
+    (other summation order)."""
     from ticketlab.batching.trainer import BatchedRun
 
     from .test_sparse_training import sparse_kernel_or_fail
@@ -142,8 +144,10 @@ def test_sparse_batched_matches_separate_runs(tmp_path, name, optimizer):
     if sparse_kernel_or_fail() is None:
         pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
     cfg = TrainConfig(steps="24it", optimizer=optimizer)
-    assert BatchedRun(tickets_for(name, tmp_path / "probe", cfg, k=2, rates=SPARSE_RATES), cfg, None).model.sparse
-    check_against_separate_runs(tmp_path, name, optimizer, close, rates=SPARSE_RATES)
+    probe = BatchedRun(tickets_for(name, tmp_path / "probe", cfg, k=2, rates=SPARSE_RATES, shared_data=shared_data),
+                       cfg, None)
+    assert probe.model.sparse and probe.feature_major == shared_data
+    check_against_separate_runs(tmp_path, name, optimizer, close, rates=SPARSE_RATES, shared_data=shared_data)
 
 
 def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):

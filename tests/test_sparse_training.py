@@ -99,3 +99,15 @@ def test_sparse_checkpoints_hold_optimizer_state_in_the_weights_shapes(tmp_path,
                 assert (moment[~t.masks[name]] == 0).all() and (moment[t.masks[name]] != 0).any()
         rows = train(t.model, t.masks, t.splits, cfg, t.plan, t.stage)  # resumes alone from step 4
         assert [r["step"] for r in rows] == [0, 4, 8]
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 50), features=st.integers(1, 40), m=st.integers(0, 70), seed=st.integers(0, 2**16))
+def test_gather_feature_major_is_the_rows_transposed(n, features, m, seed):
+    if sparse_kernel_or_fail() is None:
+        pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
+    g = torch.Generator().manual_seed(seed)
+    x, index = torch.randn(n, features, generator=g), torch.randint(0, n, (m,), generator=g)
+    assert torch.equal(kernel().gather_feature_major(x, index), x[index].t())
+    with pytest.raises(RuntimeError, match="out of range"):
+        kernel().gather_feature_major(x, torch.tensor([n]))

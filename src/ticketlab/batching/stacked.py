@@ -79,6 +79,14 @@ class StackedModel:
         forward pass then uses them, and the dense weight is brought up to date where the copies are read."""
         self.sparse[name] = SparseWeight(self.params[name], masks)
 
+    def takes_feature_major(self) -> bool:
+        """Whether the first layer past Flatten trains sparse: it reads a (K, B, F) input with the batch contiguous
+        as is."""
+        for name, module in self.layers:
+            if not isinstance(module, nn.Flatten):
+                return isinstance(module, nn.Linear) and f"{name}.weight" in self.sparse
+        return False
+
     @torch.no_grad()
     def sync(self) -> None:
         """Write the sparse weights' kept entries into the dense stacked weights."""

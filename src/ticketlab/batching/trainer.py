@@ -38,6 +38,7 @@ from ..store import append_metrics, load_checkpoint, read_metrics, save_checkpoi
 from ..training import EVAL_BATCH, Diverged, resolve_device
 from .checkpoints import NEXT, CopyState, reconcile, resume_step
 from .slots import Slots
+from .sparse_linear import kernel as sparse_kernel
 from .sparse_linear import trains_sparse
 from .stacked import CONVS, StackedModel
 
@@ -104,6 +105,7 @@ class BatchedRun:
                 if name in self.linear_weights() and trains_sparse(self.model.params[name], masks):
                     self.model.train_sparse(name, masks)
         self.slots = Slots(self.model, [t.masks for t in tickets], self.masks())
+        self.feature_major = self.gathers_feature_major()
         self.optimizer = KeptOptimizer(self.slots.params, self.slots.masks, cfg)
         if self.extras[0] is not None:
             state = self.slots.from_copies([e.pop("opt") for e in self.extras])
@@ -138,12 +140,23 @@ class BatchedRun:
         return [self.model.params[n] for n in masks], list(masks.values())
 
     # -- data ----------------------------------------------------------------------------------------------------
+    def gathers_feature_major(self) -> bool:
+        """Whether batches are gathered feature-major, the layout the sparse kernel reads (sparse_linear.py): when
+        the first layer trains sparse and the copies share one float32 training split, not augmented."""
+        first = self.tickets[0].splits.train
+        return (self.model.takes_feature_major() and self.augment is None and first.x.dtype == torch.float32
+                and first.x.device.type == "cpu" and all(t.splits.train is first for t in self.tickets))
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x (K, B, *input) and y (K, B): each copy's own batch of its own training split."""
         trains = [t.splits.train for t in self.tickets]
         idxs = [batch_indices(step, len(d.x), t.plan).to(d.x.device) for d, t in zip(trains, self.tickets, strict=True)]
         k, b = len(idxs), len(idxs[0])
-        if all(d is trains[0] for d in trains):  # one split: one gather for all copies
+        if self.feature_major:  # (K, B, F) as a view of (F, K*B)
+            index, x = torch.cat(idxs), trains[0].x
+            xs = sparse_kernel().gather_feature_major(x.reshape(len(x), -1).contiguous(), index)
+            xs, ys = xs.view(-1, k, b).permute(1, 2, 0), trains[0].y.index_select(0, index).view(k, b)
+        elif all(d is trains[0] for d in trains):  # one split: one gather for all copies
             index = torch.cat(idxs)
             xs, ys = trains[0].x.index_select(0, index), trains[0].y.index_select(0, index)
             xs, ys = xs.view(k, b, *xs.shape[1:]), ys.view(k, b)

@@ -201,7 +201,34 @@ std::vector<at::Tensor> backward(const at::Tensor& dyt, const at::Tensor& xt, co
   return {dvalues, dbias, dxt};
 }
 
+// Rows `index` of x (N, F), feature-major: out (F, M)[f, m] = x[index[m], f], 16 rows at a time (their 16 values of
+// a feature make one cache line of the output). A batch gathered so is the layout the kernels read, as a (K, B, F)
+// view; gathering rows and then transposing them moved the batch through memory twice.
+at::Tensor gather_feature_major(const at::Tensor& x, const at::Tensor& index) {
+  check_float(x, "x");
+  TORCH_CHECK(x.dim() == 2 && index.scalar_type() == at::kLong && index.is_contiguous(),
+              "sparse_linear: gather_feature_major takes x (N, F) and int64 indices");
+  const int64_t N = x.size(0), F = x.size(1), M = index.numel();
+  const int64_t* idx = index.data_ptr<int64_t>();
+  for (int64_t m = 0; m < M; m++) TORCH_CHECK(idx[m] >= 0 && idx[m] < N, "sparse_linear: index out of range");
+  at::Tensor out = at::empty({F, M}, x.options());
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  constexpr int64_t ROWS = 16;
+  at::parallel_for(0, (M + ROWS - 1) / ROWS, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t chunk = lo; chunk < hi; chunk++) {
+      const int64_t m0 = chunk * ROWS, n = std::min(ROWS, M - m0);
+      const float* rows[ROWS];
+      for (int64_t i = 0; i < n; i++) rows[i] = src + idx[m0 + i] * F;
+      for (int64_t f = 0; f < F; f++)
+        for (int64_t i = 0; i < n; i++) dst[f * M + m0 + i] = rows[i][f];
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gather_feature_major", &gather_feature_major, "rows of x, feature-major (float32, CPU)");
   m.def("forward", &forward, "stacked CSR Linear forward, feature-major (float32, CPU)");
   m.def("backward", &backward, "stacked CSR Linear backward: kept values, bias, input (float32, CPU)");
 }
