@@ -27,7 +27,7 @@ def kernel():
 
 def trains_sparse(weight: torch.Tensor, masks: torch.Tensor) -> bool:
     """Whether a stacked Linear weight (K, O, F) under stacked masks trains sparse (see the module's docstring)."""
-    kept = masks.reshape(masks.shape[0], -1).float().mean(1).max().item()
+    kept = masks.reshape(masks.shape[0], -1).sum(1).max().item() / masks[0].numel()
     cpu_float32 = weight.device.type == "cpu" and weight.dtype == torch.float32
     return cpu_float32 and weight.dim() == 3 and kept <= SPARSE_MAX_KEPT and kernel() is not None
 

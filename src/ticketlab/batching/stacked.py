@@ -73,6 +73,7 @@ class StackedModel:
         self.params = {n: torch.stack([p[n].detach() for p in own]).to(device).requires_grad_(True)
                        for n in self.names}
         self.sparse: dict[str, SparseWeight] = {}  # Linear weights trained as their kept entries (train_sparse)
+        self.stale = False  # the sparse weights changed since `sync` (the trainer sets it after each step)
 
     def train_sparse(self, name: str, masks: torch.Tensor) -> None:
         """Train the Linear weight `name` as its kept entries under stacked `masks` (sparse_linear.py): the training
@@ -89,9 +90,11 @@ class StackedModel:
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Write the sparse weights' kept entries into the dense stacked weights."""
-        for name, weight in self.sparse.items():
-            weight.write_dense(self.params[name])
+        """Write the sparse weights' kept entries into the dense stacked weights, if they changed since."""
+        if self.stale:
+            for name, weight in self.sparse.items():
+                weight.write_dense(self.params[name])
+            self.stale = False
 
     # -- copies in and out ---------------------------------------------------------------------------------------
     @torch.no_grad()

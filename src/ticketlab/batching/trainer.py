@@ -293,6 +293,7 @@ class BatchedRun:
             self.update.before_step()
             self.slots.point_grads()
             self.optimizer.step()
+            self.model.stale = bool(self.model.sparse)
             self.update.after_step()
         return values
 
