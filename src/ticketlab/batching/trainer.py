@@ -10,8 +10,8 @@ each copy's gradient is its own loss's gradient. Two ways, chosen by the masks:
   different thread counts do (see stacked.py).
 - sparse (some Linear layer keeps <= SPARSE_MAX_KEPT in every copy): those layers train as their kept entries
   (sparse_linear.py), and the optimizer steps stacked tensors. Results equal K runs of `train` up to rounding
-  (tested), as K runs of `train` on different machines would; 4x the throughput of sequential runs for 8
-  LeNet-300-100 tickets keeping 10-20% (docs/speed.md).
+  (tested), as K runs of `train` on different machines would; 3.1-3.9x the throughput of sequential runs for 8
+  LeNet-300-100 tickets keeping 10-20% on 2 cores (docs/speed.md).
 
 Each copy's stage directory gets exactly the files `train` writes (metrics.jsonl, checkpoint.safetensors in the same
 format), so reports read them unchanged and a stage can resume batched or alone. A group's checkpoints are written in
@@ -100,11 +100,11 @@ class BatchedRun:
         self.step = self.start = resume_step(tickets[0].stage, self.plan.start)
         self.extras = [self.restore(t) for t in tickets]  # per copy: its model and optimizer state as saved
         self.model = StackedModel([t.model for t in tickets], self.device)
-        if sparse:
-            for name, masks in self.masks().items():
-                if name in self.linear_weights() and trains_sparse(self.model.params[name], masks):
-                    self.model.train_sparse(name, masks)
-        self.slots = Slots(self.model, [t.masks for t in tickets], self.masks())
+        masks = self.masks()
+        for name in [n for n in masks if sparse and n in self.linear_weights()]:
+            if trains_sparse(self.model.params[name], masks[name]):
+                self.model.train_sparse(name, masks[name])
+        self.slots = Slots(self.model, [t.masks for t in tickets], masks)
         self.feature_major = self.gathers_feature_major()
         self.optimizer = KeptOptimizer(self.slots.params, self.slots.masks, cfg)
         if self.extras[0] is not None:
