@@ -3,9 +3,9 @@ entries only (csrc/sparse_linear.cpp), so a ticket keeping 15% of its weights do
 
 A layer is trained this way when the kernel is built, the weights are float32 on CPU and no copy keeps more than
 SPARSE_MAX_KEPT of them; its trainable parameter is then `SparseWeight.values` (the kept entries of all copies, in
-CSR order: copy, row, column), and the stacked dense weight is brought up to date by `write_dense`. The numbers
-differ from the dense matmul's by rounding only (other summation order), and do not depend on the thread count or on
-the other copies in the batch."""
+CSR order: copy, row, column), and the stacked dense weight is brought up to date by `write_dense`. The layer's
+numbers differ from the dense matmul's by rounding only (other summation order), and do not depend on the thread
+count or on the other copies in the batch."""
 
 import functools
 
@@ -13,9 +13,9 @@ import torch
 
 from ..extensions import build
 
-# Up to here sparse layers were clearly faster than dense batched matmuls: LeNet-300-100's fc1 (784x300), 8 copies,
-# batch 60, 2 threads, forward + backward: 1.8 ms against 2.6 ms at 40% kept, 2.3 against 2.6 ms at 50% and about
-# even with the input's gradient (docs/speed.md).
+# Up to here sparse layers were clearly faster than dense batched matmuls (benchmarks/sparse_training_layer.py:
+# LeNet-300-100's fc1, 8 copies, batch 60, 2 threads, forward + backward: 0.70x the dense time at 40% kept, 0.96x at
+# 50% and even with the input's gradient, 1.31x at 60%; docs/speed.md).
 SPARSE_MAX_KEPT = 0.4
 
 
