@@ -1,4 +1,4 @@
-"""Our C++ kernels (csrc/), built once per machine with torch's C++ extension loader (~20 s each, cached in torch's
+"""Our C++ kernels (csrc/), built once per machine with torch's C++ extension loader (~25 s each, cached in torch's
 extensions directory, ~/.cache/torch_extensions by default). Where one cannot be built (no C++ compiler, a CPU
 capability we do not compile for) or with TICKETLAB_NO_COMPILE=1, `build` gives None and the callers take their
 pure-torch path."""
@@ -19,7 +19,7 @@ CAPABILITY_FLAGS = {
                "-DCPU_CAPABILITY=AVX512"],
     "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
 }
-STALE_LOCK_SECONDS = 600  # a build takes ~20 s
+STALE_LOCK_SECONDS = 600  # a build takes ~25 s
 
 
 def build(source: str, what: str):
@@ -36,7 +36,7 @@ def build(source: str, what: str):
         build_dir = Path(_get_build_directory(name, verbose=False))
         clear_stale_lock(build_dir)
         if not (build_dir / f"{name}.so").exists():
-            print(f"ticketlab: building the {what} (once on this machine, ~20 s)", file=sys.stderr)
+            print(f"ticketlab: building the {what} (once on this machine, ~25 s)", file=sys.stderr)
         return load(name=name, sources=[str(CSRC / f"{source}.cpp")], verbose=False,
                     extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *flags], extra_ldflags=["-fopenmp"])
     except Exception:  # no compiler or ninja, a failed build: the caller's pure-torch path
