@@ -274,13 +274,7 @@ class BatchedRun:
             group["lr"] = lrs.pop()
         xb, yb = self.batch(step)
         logits = self.model(xb)  # (K, B, classes)
-        losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
-        with torch.no_grad():
-            if self.slots.stacked:  # sparse: rounded otherwise than `train` anyway
-                values = losses.double()
-            else:  # the values `train` logs, summed as it sums them (the gradients are the same already)
-                values = torch.tensor([F.cross_entropy(out, y).item() for out, y in zip(logits, yb, strict=True)],
-                                      dtype=torch.float64)
+        losses, values = self.losses(logits, yb)
         if not torch.isfinite(values).all():
             k = int((~torch.isfinite(values)).nonzero()[0])
             t = self.tickets[k]
@@ -296,6 +290,17 @@ class BatchedRun:
             self.model.stale = bool(self.model.sparse)
             self.update.after_step()
         return values
+
+    def losses(self, logits: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each copy's mean loss (K,), to differentiate, and its value as logged (float64)."""
+        if self.slots.stacked:  # sparse: rounded otherwise than `train` anyway, and the logits are a view of
+            # (K, classes, B), so classes as dim 1 take no copy
+            losses = F.cross_entropy(logits.transpose(1, 2), yb, reduction="none").mean(1)
+            return losses, losses.detach().double()
+        losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
+        with torch.no_grad():  # the values `train` logs, summed as it sums them (the gradients are the same already)
+            values = [F.cross_entropy(out, y).item() for out, y in zip(logits, yb, strict=True)]
+        return losses, torch.tensor(values, dtype=torch.float64)
 
     def snapshots(self) -> None:
         for k, t in enumerate(self.tickets):
