@@ -10,7 +10,7 @@ each copy's gradient is its own loss's gradient. Two ways, chosen by the masks:
   different thread counts do (see stacked.py).
 - sparse (some Linear layer keeps <= SPARSE_MAX_KEPT in every copy): those layers train as their kept entries
   (sparse_linear.py), and the optimizer steps stacked tensors. Results equal K runs of `train` up to rounding
-  (tested), as K runs of `train` on different machines would; 3.1-3.9x the throughput of sequential runs for 8
+  (tested), as K runs of `train` on different machines would; 3.2-4.2x the throughput of sequential runs for 8
   LeNet-300-100 tickets keeping 10-20% on 2 cores (docs/speed.md).
 
 Each copy's stage directory gets exactly the files `train` writes (metrics.jsonl, checkpoint.safetensors in the same
