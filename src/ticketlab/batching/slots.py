@@ -17,6 +17,9 @@ from .stacked import StackedModel
 
 
 class Slots:
+    """`params` and `masks` (None: unpruned, or pruned entries absent) for the batched optimizer of `model`, laid out
+    per copy or stacked (see above); `masks` are the copies' own, `stacked_masks` those some copy prunes, stacked."""
+
     def __init__(self, model: StackedModel, masks: list[Masks], stacked_masks: dict[str, torch.Tensor]):
         self.model, self.n, self.k = model, len(model.names), model.k
         self.stacked = bool(model.sparse)
