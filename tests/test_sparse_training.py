@@ -1,6 +1,7 @@
 """Sparse training of stacked Linear layers (batching/sparse_linear.py): the CSR kernel against the dense batched
 matmul, and the optimizer state of kept entries as checkpoints hold it."""
 
+import os
 import shutil
 
 import pytest
@@ -13,8 +14,9 @@ from ticketlab.batching.stacked import BatchedLinear
 
 
 def sparse_kernel_or_fail():
-    """The sparse kernel, or None; a failure where it should have built (a C++ compiler is here)."""
-    if shutil.which("c++") and kernel() is None:
+    """The sparse kernel, or None; a failure where it should have built (a C++ compiler is here, and
+    TICKETLAB_NO_COMPILE is not set)."""
+    if shutil.which("c++") and os.environ.get("TICKETLAB_NO_COMPILE") != "1" and kernel() is None:
         pytest.fail("a C++ compiler is here but the sparse training kernel did not build")
     return kernel()
 
