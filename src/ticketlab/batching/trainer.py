@@ -101,7 +101,8 @@ class BatchedRun:
         self.extras = [self.restore(t) for t in tickets]  # per copy: its model and optimizer state as saved
         self.model = StackedModel([t.model for t in tickets], self.device)
         masks = self.masks()
-        for name in [n for n in masks if sparse and n in self.linear_weights()]:
+        linear = self.linear_weights()
+        for name in [n for n in masks if sparse and n in linear]:
             if trains_sparse(self.model.params[name], masks[name]):
                 self.model.train_sparse(name, masks[name])
         self.slots = Slots(self.model, [t.masks for t in tickets], masks)
@@ -111,7 +112,7 @@ class BatchedRun:
             state = self.slots.from_copies([e.pop("opt") for e in self.extras])
             self.optimizer.load_state_dict({"state": state,
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
-        self.update = MaskedUpdate(*self.stacked_masks(), reapply=cfg.optimizer not in ZERO_PRESERVING)
+        self.update = MaskedUpdate(*self.stacked_masks(masks), reapply=cfg.optimizer not in ZERO_PRESERVING)
 
     def restore(self, t: Ticket) -> dict | None:
         """Apply the masks, then load the copy's checkpoint into its model and a throwaway optimizer of its own."""
@@ -132,11 +133,11 @@ class BatchedRun:
     def linear_weights(self) -> set[str]:
         return {f"{name}.weight" for name, module in self.model.layers if isinstance(module, nn.Linear)}
 
-    def stacked_masks(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(stacked parameters, their stacked masks) where some copy has pruned entries that neither the optimizer
+    def stacked_masks(self, masks: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(stacked parameters, their stacked `masks`) where some copy has pruned entries that neither the optimizer
         nor sparse training leaves out itself."""
         handled = {self.slots.name(i) for i in self.optimizer.handled} | set(self.model.sparse)
-        masks = {name: m for name, m in self.masks().items() if name not in handled}
+        masks = {name: m for name, m in masks.items() if name not in handled}
         return [self.model.params[n] for n in masks], list(masks.values())
 
     # -- data ----------------------------------------------------------------------------------------------------
@@ -152,14 +153,14 @@ class BatchedRun:
         trains = [t.splits.train for t in self.tickets]
         idxs = [batch_indices(step, len(d.x), t.plan).to(d.x.device) for d, t in zip(trains, self.tickets, strict=True)]
         k, b = len(idxs), len(idxs[0])
-        if self.feature_major:  # (K, B, F) as a view of (F, K*B)
+        if all(d is trains[0] for d in trains):  # one split: one gather for all copies
             index, x = torch.cat(idxs), trains[0].x
-            xs = sparse_kernel().gather_feature_major(x.reshape(len(x), -1).contiguous(), index)
-            xs, ys = xs.view(-1, k, b).permute(1, 2, 0), trains[0].y.index_select(0, index).view(k, b)
-        elif all(d is trains[0] for d in trains):  # one split: one gather for all copies
-            index = torch.cat(idxs)
-            xs, ys = trains[0].x.index_select(0, index), trains[0].y.index_select(0, index)
-            xs, ys = xs.view(k, b, *xs.shape[1:]), ys.view(k, b)
+            ys = trains[0].y.index_select(0, index).view(k, b)
+            if self.feature_major:  # (K, B, F) as a view of (F, K*B)
+                xs = sparse_kernel().gather_feature_major(x.reshape(len(x), -1).contiguous(), index)
+                xs = xs.view(-1, k, b).permute(1, 2, 0)
+            else:
+                xs = x.index_select(0, index).view(k, b, *x.shape[1:])
         else:
             xs, ys = self.gather(trains, idxs)
         xs, ys = xs.to(self.device), ys.to(self.device)

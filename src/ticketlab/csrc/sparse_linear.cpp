@@ -104,28 +104,28 @@ void spmm(const Csr& s, const float* values, const float* bias, const Rows& in, 
       for (int64_t r = lo; r < hi; r++) {
         const float* in_copy = in.at(r / s.rows_per_copy, 0);  // locals: the loop below must not reload them
         const int64_t stride = in.row_stride;
-          // two entries at a time into two sets of accumulators: independent multiply-add chains
-          Vec acc[NB], acc2[NB];
-          for (int64_t j = 0; j < NB; j++) acc[j] = Vec(bias ? bias[r] : 0.f), acc2[j] = Vec(0.f);
-          int64_t p = s.rowptr[r];
-          for (; p + 1 < s.rowptr[r + 1]; p += 2) {
-            const float* in0 = in_copy + s.col[p] * stride + blk.at;
-            const float* in1 = in_copy + s.col[p + 1] * stride + blk.at;
-            const Vec w0(values[s.perm ? s.perm[p] : p]), w1(values[s.perm ? s.perm[p + 1] : p + 1]);
-            for (int64_t j = 0; j < NB; j++)
-              if (j < nv) {
-                acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
-                acc2[j] = at::vec::fmadd(w1, load(in1, blk, j), acc2[j]);
-              }
-          }
-          if (p < s.rowptr[r + 1]) {
-            const float* in0 = in_copy + s.col[p] * stride + blk.at;
-            const Vec w0(values[s.perm ? s.perm[p] : p]);
-            for (int64_t j = 0; j < NB; j++)
-              if (j < nv) acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
-          }
+        // two entries at a time into two sets of accumulators: independent multiply-add chains
+        Vec acc[NB], acc2[NB];
+        for (int64_t j = 0; j < NB; j++) acc[j] = Vec(bias ? bias[r] : 0.f), acc2[j] = Vec(0.f);
+        int64_t p = s.rowptr[r];
+        for (; p + 1 < s.rowptr[r + 1]; p += 2) {
+          const float* in0 = in_copy + s.col[p] * stride + blk.at;
+          const float* in1 = in_copy + s.col[p + 1] * stride + blk.at;
+          const Vec w0(values[s.perm ? s.perm[p] : p]), w1(values[s.perm ? s.perm[p + 1] : p + 1]);
           for (int64_t j = 0; j < NB; j++)
-            if (j < nv) store(acc[j] + acc2[j], out + r * batch + blk.at, blk, j);
+            if (j < nv) {
+              acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
+              acc2[j] = at::vec::fmadd(w1, load(in1, blk, j), acc2[j]);
+            }
+        }
+        if (p < s.rowptr[r + 1]) {
+          const float* in0 = in_copy + s.col[p] * stride + blk.at;
+          const Vec w0(values[s.perm ? s.perm[p] : p]);
+          for (int64_t j = 0; j < NB; j++)
+            if (j < nv) acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
+        }
+        for (int64_t j = 0; j < NB; j++)
+          if (j < nv) store(acc[j] + acc2[j], out + r * batch + blk.at, blk, j);
       }
     });
   });
