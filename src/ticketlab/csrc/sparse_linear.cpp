@@ -11,6 +11,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace {
 
@@ -56,25 +57,45 @@ Rows rows_of(const at::Tensor& t, const char* what) {
   return {t.data_ptr<float>(), shared ? 0 : t.stride(0), t.stride(shared ? 0 : 1)};
 }
 
-// a block of n <= NB*V batch entries starting at `at`, as nf full vectors and a tail of t entries
-struct Block {
-  int64_t at, nf, t;
+// The last vector of a batch block: full, or its first `n` entries (masked where the CPU has masks).
+struct Last {
+  int64_t n;
+#if defined(CPU_CAPABILITY_AVX512)
+  __mmask16 mask;
+  explicit Last(int64_t n) : n(n), mask(static_cast<__mmask16>((1u << n) - 1)) {}
+  Vec load(const float* p) const { return _mm512_maskz_loadu_ps(mask, p); }
+  void store(const Vec& v, float* p) const { _mm512_mask_storeu_ps(p, mask, v); }
+#else
+  explicit Last(int64_t n) : n(n) {}
+  Vec load(const float* p) const { return n == V ? Vec::loadu(p) : Vec::loadu(p, n); }
+  void store(const Vec& v, float* p) const { if (n == V) v.store(p); else v.store(p, n); }
+#endif
 };
 
-inline Vec load(const float* p, const Block& b, int64_t j) {
-  return j < b.nf ? Vec::loadu(p + j * V) : Vec::loadu(p + j * V, b.t);
+// vector j of the NV vectors of a batch block at p
+template <int64_t NV>
+inline Vec load(const float* p, const Last& last, int64_t j) {
+  return j < NV - 1 ? Vec::loadu(p + j * V) : last.load(p + j * V);
 }
 
-inline void store(const Vec& v, float* p, const Block& b, int64_t j) {
-  if (j < b.nf) v.store(p + j * V); else v.store(p + j * V, b.t);
-}
-
+// f(from, last, nv) for the blocks of <= NB vectors the batch splits into, with nv as a compile-time constant (so that
+// the loops over a block's vectors unroll and its accumulators stay in registers)
 template <typename F>
 void for_blocks(int64_t batch, const F& f) {
-  for (int64_t at = 0; at < batch; at += NB * V) {
-    const int64_t n = std::min(NB * V, batch - at);
-    f(Block{at, n / V, n % V}, (n + V - 1) / V);
+  for (int64_t from = 0; from < batch; from += NB * V) {
+    const int64_t n = std::min(NB * V, batch - from), nv = (n + V - 1) / V;
+    const Last last(n - (nv - 1) * V);
+    switch (nv) {
+      case 1: f(from, last, std::integral_constant<int64_t, 1>{}); break;
+      case 2: f(from, last, std::integral_constant<int64_t, 2>{}); break;
+      case 3: f(from, last, std::integral_constant<int64_t, 3>{}); break;
+      default: f(from, last, std::integral_constant<int64_t, NB>{});
+    }
   }
+}
+
+inline float sum(const Vec& v) {
+  return at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, v);
 }
 
 // the sums of four vectors' entries, into out[0..3]
@@ -86,48 +107,84 @@ inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, floa
   };
   _mm_storeu_ps(out, _mm_hadd_ps(_mm_hadd_ps(to128(a), to128(b)), _mm_hadd_ps(to128(c), to128(d))));
 #else
-  const auto add = [](Vec& x, Vec& y) { return x + y; };
-  out[0] = at::vec::vec_reduce_all<float>(add, a);
-  out[1] = at::vec::vec_reduce_all<float>(add, b);
-  out[2] = at::vec::vec_reduce_all<float>(add, c);
-  out[3] = at::vec::vec_reduce_all<float>(add, d);
+  out[0] = sum(a), out[1] = sum(b), out[2] = sum(c), out[3] = sum(d);
 #endif
 }
 
 // out[r, :] = bias[r] + sum over row r's entries p of value(p) * in[copy, col[p], :]; out (K, R, B) contiguous
+template <bool PERM>
 void spmm(const Csr& s, const float* values, const float* bias, const Rows& in, float* out, int64_t rows,
           int64_t batch) {
   // batch blocks outermost: a block's slice of the input stays in cache while every output row reads it (large
   // batches: evaluation)
-  for_blocks(batch, [&](const Block& blk, int64_t nv) {
+  for_blocks(batch, [&](int64_t from, const Last& last, auto nv) {
+    constexpr int64_t NV = decltype(nv)::value;
     at::parallel_for(0, rows, GRAIN, [&](int64_t lo, int64_t hi) {
+      const int64_t* rowptr = s.rowptr;  // locals: the loops below must not reload them
+      const int32_t* col = s.col;
+      const int64_t* perm = s.perm;
+      const int64_t stride = in.row_stride;
       for (int64_t r = lo; r < hi; r++) {
-        const float* in_copy = in.at(r / s.rows_per_copy, 0);  // locals: the loop below must not reload them
-        const int64_t stride = in.row_stride;
+        const float* in_copy = in.at(r / s.rows_per_copy, 0) + from;
         // two entries at a time into two sets of accumulators: independent multiply-add chains
-        Vec acc[NB], acc2[NB];
-        for (int64_t j = 0; j < NB; j++) acc[j] = Vec(bias ? bias[r] : 0.f), acc2[j] = Vec(0.f);
-        int64_t p = s.rowptr[r];
-        for (; p + 1 < s.rowptr[r + 1]; p += 2) {
-          const float* in0 = in_copy + s.col[p] * stride + blk.at;
-          const float* in1 = in_copy + s.col[p + 1] * stride + blk.at;
-          const Vec w0(values[s.perm ? s.perm[p] : p]), w1(values[s.perm ? s.perm[p + 1] : p + 1]);
-          for (int64_t j = 0; j < NB; j++)
-            if (j < nv) {
-              acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
-              acc2[j] = at::vec::fmadd(w1, load(in1, blk, j), acc2[j]);
-            }
+        Vec acc[NV], acc2[NV];
+        for (int64_t j = 0; j < NV; j++) acc[j] = Vec(bias ? bias[r] : 0.f), acc2[j] = Vec(0.f);
+        int64_t p = rowptr[r];
+        const int64_t end = rowptr[r + 1];
+        for (; p + 1 < end; p += 2) {
+          const float* in0 = in_copy + col[p] * stride;
+          const float* in1 = in_copy + col[p + 1] * stride;
+          const Vec w0(values[PERM ? perm[p] : p]), w1(values[PERM ? perm[p + 1] : p + 1]);
+          for (int64_t j = 0; j < NV; j++) {
+            acc[j] = at::vec::fmadd(w0, load<NV>(in0, last, j), acc[j]);
+            acc2[j] = at::vec::fmadd(w1, load<NV>(in1, last, j), acc2[j]);
+          }
         }
-        if (p < s.rowptr[r + 1]) {
-          const float* in0 = in_copy + s.col[p] * stride + blk.at;
-          const Vec w0(values[s.perm ? s.perm[p] : p]);
-          for (int64_t j = 0; j < NB; j++)
-            if (j < nv) acc[j] = at::vec::fmadd(w0, load(in0, blk, j), acc[j]);
+        if (p < end) {
+          const float* in0 = in_copy + col[p] * stride;
+          const Vec w0(values[PERM ? perm[p] : p]);
+          for (int64_t j = 0; j < NV; j++) acc[j] = at::vec::fmadd(w0, load<NV>(in0, last, j), acc[j]);
         }
-        for (int64_t j = 0; j < NB; j++)
-          if (j < nv) store(acc[j] + acc2[j], out + r * batch + blk.at, blk, j);
+        float* o = out + r * batch + from;
+        for (int64_t j = 0; j < NV - 1; j++) (acc[j] + acc2[j]).store(o + j * V);
+        last.store(acc[NV - 1] + acc2[NV - 1], o + (NV - 1) * V);
       }
     });
+  });
+}
+
+// dw[p] = <dy[r, :], in[copy, col[p], :]> for row r's entries p, and db[r] = the sum of dy[r, :]
+void dot_rows(const Csr& s, const Rows& dy, const Rows& in, float* dw, float* db, int64_t rows, int64_t batch) {
+  const int64_t O = s.rows_per_copy;
+  at::parallel_for(0, rows, GRAIN, [&](int64_t lo, int64_t hi) {
+    const int64_t* rowptr = s.rowptr;  // locals: the loops below must not reload them
+    const int32_t* col = s.col;
+    const int64_t stride = in.row_stride;
+    for (int64_t r = lo; r < hi; r++) {
+      const float* dr = dy.at(r / O, r % O);
+      const float* in_copy = in.at(r / O, 0);
+      Vec total(0.f);
+      for_blocks(batch, [&](int64_t from, const Last& last, auto nv) {
+        constexpr int64_t NV = decltype(nv)::value;
+        Vec d[NV];
+        for (int64_t j = 0; j < NV; j++) d[j] = load<NV>(dr + from, last, j), total = total + d[j];
+        const auto dot = [&](int64_t p) {
+          const float* xr = in_copy + col[p] * stride + from;
+          Vec acc = d[0] * load<NV>(xr, last, 0);
+          for (int64_t j = 1; j < NV; j++) acc = at::vec::fmadd(d[j], load<NV>(xr, last, j), acc);
+          return acc;
+        };
+        int64_t p = rowptr[r];
+        const int64_t end = rowptr[r + 1];
+        for (; p + 3 < end; p += 4) {  // four entries at a time, reduced together
+          float part[4];
+          reduce4(dot(p), dot(p + 1), dot(p + 2), dot(p + 3), part);
+          for (int64_t i = 0; i < 4; i++) dw[p + i] = from == 0 ? part[i] : dw[p + i] + part[i];
+        }
+        for (; p < end; p++) dw[p] = from == 0 ? sum(dot(p)) : dw[p] + sum(dot(p));
+      });
+      db[r] = sum(total);
+    }
   });
 }
 
@@ -146,7 +203,7 @@ at::Tensor forward(const at::Tensor& xt, const at::Tensor& values, const at::Ten
   const bool has_bias = bias.numel() > 0;
   if (has_bias) check_float(bias, "bias");
   at::Tensor yt = at::empty({K, O, B}, xt.options());
-  spmm(csr_of(rowptr, col, nullptr, O), values.data_ptr<float>(), has_bias ? bias.data_ptr<float>() : nullptr, x,
+  spmm<false>(csr_of(rowptr, col, nullptr, O), values.data_ptr<float>(), has_bias ? bias.data_ptr<float>() : nullptr, x,
        yt.data_ptr<float>(), K * O, B);
   return yt;
 }
@@ -161,45 +218,12 @@ std::vector<at::Tensor> backward(const at::Tensor& dyt, const at::Tensor& xt, co
   const Csr s = csr_of(rowptr, col, nullptr, O);
   at::Tensor dvalues = at::empty_like(values);
   at::Tensor dbias = at::empty({K, O}, xt.options());
-  float* dw = dvalues.data_ptr<float>();
-  float* db = dbias.data_ptr<float>();
-  const auto add = [](Vec& a, Vec& b) { return a + b; };
-  at::parallel_for(0, K * O, GRAIN, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; r++) {
-      const float* dr = dy.at(r / O, r % O);
-      const float* x_copy = x.at(r / O, 0);  // locals: the loops below must not reload them
-      const int64_t stride = x.row_stride;
-      Vec sum(0.f);
-      for_blocks(B, [&](const Block& blk, int64_t nv) {
-        Vec d[NB];
-        for (int64_t j = 0; j < NB; j++)
-          if (j < nv) { d[j] = load(dr + blk.at, blk, j); sum = sum + d[j]; }
-        const auto dot = [&](int64_t p) {
-          const float* xr = x_copy + s.col[p] * stride + blk.at;
-          Vec acc(0.f);
-          for (int64_t j = 0; j < NB; j++)
-            if (j < nv) acc = at::vec::fmadd(d[j], load(xr, blk, j), acc);
-          return acc;
-        };
-        int64_t p = s.rowptr[r];
-        for (; p + 3 < s.rowptr[r + 1]; p += 4) {  // four entries at a time, reduced together
-          float part[4];
-          reduce4(dot(p), dot(p + 1), dot(p + 2), dot(p + 3), part);
-          for (int64_t i = 0; i < 4; i++) dw[p + i] = blk.at == 0 ? part[i] : dw[p + i] + part[i];
-        }
-        for (; p < s.rowptr[r + 1]; p++) {
-          const float part = at::vec::vec_reduce_all<float>(add, dot(p));
-          dw[p] = blk.at == 0 ? part : dw[p] + part;
-        }
-      });
-      db[r] = at::vec::vec_reduce_all<float>(add, sum);
-    }
-  });
+  dot_rows(s, dy, x, dvalues.data_ptr<float>(), dbias.data_ptr<float>(), K * O, B);
   if (!input_grad) return {dvalues, dbias};
   check_float(values, "values");
   TORCH_CHECK(colptr.numel() == K * F + 1, "sparse_linear: colptr does not match the copies and columns");
   at::Tensor dxt = at::empty({K, F, B}, xt.options());
-  spmm(csr_of(colptr, row, &perm, F), values.data_ptr<float>(), nullptr, dy, dxt.data_ptr<float>(), K * F, B);
+  spmm<true>(csr_of(colptr, row, &perm, F), values.data_ptr<float>(), nullptr, dy, dxt.data_ptr<float>(), K * F, B);
   return {dvalues, dbias, dxt};
 }
 
