@@ -104,12 +104,15 @@ def test_sparse_checkpoints_hold_optimizer_state_in_the_weights_shapes(tmp_path,
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 50), features=st.integers(1, 40), m=st.integers(0, 70), seed=st.integers(0, 2**16))
-def test_gather_feature_major_is_the_rows_transposed(n, features, m, seed):
+@given(n=st.integers(1, 50), features=st.integers(1, 40), copies=st.integers(1, 4), b=st.integers(0, 40),
+       seed=st.integers(0, 2**16))
+def test_gather_feature_major_is_the_rows_transposed(n, features, copies, b, seed):
     if sparse_kernel_or_fail() is None:
         pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
     g = torch.Generator().manual_seed(seed)
-    x, index = torch.randn(n, features, generator=g), torch.randint(0, n, (m,), generator=g)
-    assert torch.equal(kernel().gather_feature_major(x, index), x[index].t())
+    x, index = torch.randn(n, features, generator=g), torch.randint(0, n, (copies * b,), generator=g)
+    out = kernel().gather_feature_major(x, index, copies)
+    assert out.shape == (features, copies, -(-b // 16) * 16)  # each copy's slice padded to whole cache lines
+    assert torch.equal(out[..., :b].reshape(features, -1), x[index].t())
     with pytest.raises(RuntimeError, match="out of range"):
-        kernel().gather_feature_major(x, torch.tensor([n]))
+        kernel().gather_feature_major(x, torch.tensor([n]), 1)
