@@ -185,6 +185,16 @@ def test_bench_training_sections_time_both_sides_and_print_the_targets():
     assert "masked overhead over dense" in table and "torch-prune overhead over dense" in table
 
 
+def test_batching_table_gives_the_median_ratio_and_the_best_against_the_best():
+    from ticketlab.bench import format_batching
+
+    times = {"sequential": [(4.0, 8.0), (6.0, 12.0)], "batched": [(1.0, 2.0), (2.0, 4.0)],
+             "batched-dense": [(4.0, 8.0), (3.0, 6.0)]}
+    rows = {line[:30].strip(): line for line in format_batching(times, 8, 300).splitlines()}
+    assert rows["batched (sparse kernels)"].split()[-3:] == ["3.50x", "(3.00-4.00)", "4.00x"]
+    assert rows["batched, dense matmuls only"].split()[-3:] == ["1.50x", "(1.00-2.00)", "1.33x"]
+
+
 def test_bench_command(tmp_path):
     from .conftest import assert_user_error, run_cli
 
