@@ -14,8 +14,8 @@ import torch
 from ..extensions import build
 
 # Up to here sparse layers were clearly faster than dense batched matmuls (benchmarks/sparse_training_layer.py:
-# LeNet-300-100's fc1, 8 copies, batch 60, 2 threads, forward + backward: 0.70x the dense time at 40% kept, 0.96x at
-# 50% and even with the input's gradient, 1.31x at 60%; docs/speed.md).
+# LeNet-300-100's fc1, 8 copies, batch 60, 2 threads, forward + backward: 0.69x the dense time at 40% kept, 1.03x at
+# 50% and 1.14x at 60%, slower still with the input's gradient; docs/speed.md).
 SPARSE_MAX_KEPT = 0.4
 
 
