@@ -67,6 +67,51 @@ def test_sparse_linear_equals_the_dense_batched_layer(k, batch, features, out, k
         assert torch.equal(weight.copies()[c], (w[c] * masks[c]).reshape(-1)[weight.copy_index(c)])
 
 
+@settings(max_examples=15, deadline=None)
+@given(optimizer=st.sampled_from(["adam", "adamw"]), bias=st.booleans(), k=st.integers(1, 3), out=st.integers(1, 40),
+       kept=st.floats(0.05, 1.0), seed=st.integers(0, 2**16))
+def test_the_step_in_backward_is_torchs_fused_step_bit_for_bit(optimizer, bias, k, out, kept, seed):
+    """A sparse layer stepping its values and bias in the backward pass (step_in_backward.py) against gradients
+    first and torch's fused Adam/AdamW after: the same weight, moment and input-gradient bits over 3 steps, whatever
+    the sizes (the step's scalar tails included)."""
+    from ticketlab.batching.step_in_backward import StepInBackward
+    from ticketlab.config import TrainConfig
+    from ticketlab.optimizers import make_optimizer
+
+    if sparse_kernel_or_fail() is None:
+        pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand(k, out, 23, generator=g) < kept
+    w, b = torch.randn(k, out, 23, generator=g) * masks, torch.randn(k, out, generator=g)
+    cfg = TrainConfig(optimizer=optimizer, lr=1e-2, weight_decay=1e-2)
+    layers = []
+    for fused in (False, True):
+        weight, bias_leaf = SparseWeight(w, masks), b.clone().requires_grad_(True) if bias else None
+        opt = make_optimizer([p for p in (weight.values, bias_leaf) if p is not None], cfg)
+        if fused:
+            weight.step = StepInBackward(opt, adamw=optimizer == "adamw")
+        layers.append((weight, bias_leaf, opt))
+    for _ in range(3):
+        h = torch.randn(k, 19, 23, generator=g)
+        grads = []
+        for weight, bias_leaf, opt in layers:
+            x = h.clone().requires_grad_(True)
+            weight(x, bias_leaf).sin().sum().backward()
+            if weight.step is None:
+                opt.step()
+                opt.zero_grad()
+            else:  # stepped already: nothing left for the optimizer
+                assert weight.values.grad is None and (bias_leaf is None or bias_leaf.grad is None)
+            grads.append(x.grad)
+        assert torch.equal(grads[0], grads[1])  # the input's gradient from the weights before the step
+    (w0, b0, opt0), (w1, b1, opt1) = layers
+    assert torch.equal(w0.values.detach().view(torch.int32), w1.values.detach().view(torch.int32))
+    assert b0 is None or torch.equal(b0.detach().view(torch.int32), b1.detach().view(torch.int32))
+    for p0, p1 in zip(opt0.param_groups[0]["params"], opt1.param_groups[0]["params"], strict=True):
+        s0, s1 = opt0.state[p0], opt1.state[p1]
+        assert all(torch.equal(s0[key], s1[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
+
+
 def test_sparse_checkpoints_hold_optimizer_state_in_the_weights_shapes(tmp_path, monkeypatch):
     """A sparse group's checkpoint is the one `train` writes: moments shaped as the weights, zero where pruned, so
     the stage can resume alone."""

@@ -38,9 +38,19 @@ def build(source: str, what: str):
         if not (build_dir / f"{name}.so").exists():
             print(f"ticketlab: building the {what} (once on this machine, ~25 s)", file=sys.stderr)
         return load(name=name, sources=[str(CSRC / f"{source}.cpp")], verbose=False,
-                    extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *flags], extra_ldflags=["-fopenmp"])
+                    extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", f"-DTICKETLAB_HEADERS={headers_hash()}",
+                                  *flags], extra_ldflags=["-fopenmp"])
     except Exception:  # no compiler or ninja, a failed build: the caller's pure-torch path
         return None
+
+
+def headers_hash() -> str:
+    """A hash of our shared headers (csrc/*.h): torch's loader rebuilds when a source or a flag changes, not when an
+    included header does, so their hash goes into the flags."""
+    import hashlib
+
+    digest = hashlib.sha256(b"".join(h.read_bytes() for h in sorted(CSRC.glob("*.h"))))
+    return digest.hexdigest()[:16]
 
 
 def clear_stale_lock(build_dir: Path) -> None:

@@ -12,10 +12,15 @@ from .extensions import build
 TORCH_MIRRORED = "2.13."  # the torch release whose fused Adam the kernel reproduces bit for bit
 
 
+def mirrors_torch() -> bool:
+    """Whether this torch is the one whose fused Adam our kernels reproduce (csrc/adam_math.h)."""
+    return torch.__version__.startswith(TORCH_MIRRORED)
+
+
 @functools.cache
 def kernel():
     """The compiled extension (its `masked_adam_`), or None where it is not available."""
-    if not torch.__version__.startswith(TORCH_MIRRORED):
+    if not mirrors_torch():
         return None
     return build("masked_adam", "masked Adam kernel")
 

@@ -71,6 +71,17 @@ def index_kernels():
     return numba.njit(nogil=True, cache=True)(_gather), numba.njit(nogil=True, cache=True)(_scatter)
 
 
+def adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
+    """The state of `p` in a fused Adam/AdamW `optimizer`, initialised as torch's step initialises it, for stepping
+    `p` by our kernels (csrc/adam_math.h) while checkpoints still read it from the optimizer."""
+    state = optimizer.state[p]
+    if not state:
+        state.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
+                     exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                     exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+    return state
+
+
 class KeptOptimizer:
     """The optimizer of `cfg`, stepping pruned tensors without a separate gradient-mask pass, bit for bit as the fused
     whole-tensor step after masking the gradients. Two ways, chosen per tensor by what measured faster:
@@ -159,11 +170,7 @@ class KeptOptimizer:
     def _masked_step(self, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Step `p` through the masked kernel with the inner optimizer's state (initialised as torch's fused Adam
         does), then hide its gradient from the inner step; returns the gradient to put back."""
-        state = self.optimizer.state[p]
-        if not state:
-            state.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
-                         exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
-                         exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+        state = adam_state(self.optimizer, p)
         state["step"] += 1
         group = self.param_groups[0]
         grad, (beta1, beta2) = p.grad, group["betas"]

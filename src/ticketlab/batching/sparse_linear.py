@@ -52,6 +52,7 @@ class SparseWeight:
         self.counts = torch.bincount(row // self.out_features, minlength=k).tolist()
         self.per_copy = dense[0].numel()
         self.values = dense.detach().reshape(-1)[self.index].requires_grad_(True)
+        self.step = None  # a StepInBackward (step_in_backward.py) to step the values and bias in the backward pass
 
     def copies(self, tensor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """`tensor` (default: the values) split into the copies' kept entries."""
@@ -101,13 +102,17 @@ class SparseLinear(torch.autograd.Function):
         xt = batch_contiguous(h.transpose(1, 2))
         yt = weight.forward(xt, bias)
         ctx.save_for_backward(xt, values)
-        ctx.weight, ctx.has_bias = weight, bias is not None
+        ctx.weight, ctx.bias = weight, bias
         return yt.transpose(1, 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         xt, values = ctx.saved_tensors
-        w, input_grad = ctx.weight, ctx.needs_input_grad[0]
-        out = kernel().backward(batch_contiguous(grad.transpose(1, 2)), xt, values, w.rowptr, w.col, w.colptr,
-                                w.row, w.perm, input_grad)
-        return (out[2].transpose(1, 2) if input_grad else None), out[0], (out[1] if ctx.has_bias else None), None
+        w, bias, input_grad = ctx.weight, ctx.bias, ctx.needs_input_grad[0]
+        dyt, structure = batch_contiguous(grad.transpose(1, 2)), (w.rowptr, w.col, w.colptr, w.row, w.perm)
+        if w.step is not None:  # values and bias stepped here: no gradients for them
+            out = kernel().backward_step(dyt, xt, values.detach(), torch.empty(0) if bias is None else bias.detach(),
+                                         *structure, input_grad, *w.step.arguments(values, bias))
+            return (out[0].transpose(1, 2) if input_grad else None), None, None, None
+        out = kernel().backward(dyt, xt, values, *structure, input_grad)
+        return (out[2].transpose(1, 2) if input_grad else None), out[0], (out[1] if bias is not None else None), None

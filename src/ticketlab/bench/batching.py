@@ -112,7 +112,8 @@ def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None =
     best_seq = min(w for w, _ in seq)
     lines = [f"ticket batching: {k} LeNet-300-100 tickets x {steps} steps, batch {BATCH}, Adam, {len(seq)} repeats "
              f"alternating, {torch.get_num_threads()} threads; target: batched >= 3.5x the throughput of sequential",
-             f"{'':<30} {'median s':>9} {'best s':>8} {'ticket-steps/s':>15} {'vs sequential':>20} {'best vs best':>13}"]
+             f"{'':<30} {'median s':>9} {'best s':>8} {'ticket-steps/s':>15} {'vs sequential':>20} "
+             f"{'best vs best':>13}"]
     for name, label in NAMES.items():
         runs = times[name]
         median, best = statistics.median(w for w, _ in runs), min(w for w, _ in runs)
@@ -122,8 +123,8 @@ def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None =
         versus_best = "" if name == "sequential" else f"{best_seq / best:.2f}x"
         lines.append(f"{label:<30} {median:9.2f} {best:8.2f} {k * steps / median:15.0f} {ratio:>20} "
                      f"{versus_best:>13}")
-    lines.append("vs sequential: the median of the repeats' ratios (their range); best vs best: the ratio of the fastest "
-                 "runs (machine noise only ever slows a run down)")
+    lines.append("vs sequential: the median of the repeats' ratios (their range); best vs best: the ratio of the "
+                 "fastest runs (machine noise only ever slows a run down)")
     if torch.get_num_threads() == 1:  # one thread: CPU time is what the work costs, whatever else the machine runs
         cpu = [s / b for (_, s), (_, b) in zip(seq, times["batched"], strict=True)]
         lines.append(f"batched per CPU second: {statistics.median(cpu):.2f}x")
