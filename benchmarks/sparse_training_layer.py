@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from ticketlab.batching.sparse_linear import SparseWeight, kernel
+from ticketlab.batching.sparse_linear import NO_TENSOR, SparseWeight, kernel
 
 
 def best_ms(fn, rounds: int = 7, calls: int = 30) -> float:
@@ -36,9 +36,9 @@ def layer_times(kept: float, x, dy, bias, g) -> dict:
     sw = SparseWeight(w, masks)
     values, structure = sw.values.detach(), (sw.rowptr, sw.col, sw.colptr, sw.row, sw.perm)
     return {
-        "sfwd": best_ms(lambda: kernel().forward(xt, values, bias, sw.rowptr, sw.col, o)),
-        "sbwd": best_ms(lambda: kernel().backward(dyt, xt, values, *structure, False)),
-        "sbwdx": best_ms(lambda: kernel().backward(dyt, xt, values, *structure, True)),
+        "sfwd": best_ms(lambda: kernel().forward(xt, values, bias, sw.rowptr, sw.col, o, False)),
+        "sbwd": best_ms(lambda: kernel().backward(dyt, xt, values, *structure, False, NO_TENSOR)),
+        "sbwdx": best_ms(lambda: kernel().backward(dyt, xt, values, *structure, True, NO_TENSOR)),
         "dfwd": best_ms(lambda: torch.baddbmm(bias.unsqueeze(1), x, w.mT)),
         "dw": best_ms(lambda: torch.bmm(dy.mT, x)),
         "dx": best_ms(lambda: torch.bmm(dy, w)),

@@ -67,6 +67,32 @@ def test_sparse_linear_equals_the_dense_batched_layer(k, batch, features, out, k
         assert torch.equal(weight.copies()[c], (w[c] * masks[c]).reshape(-1)[weight.copy_index(c)])
 
 
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(1, 3), batch=st.integers(1, 70), out=st.integers(1, 20), kept=st.floats(0.0, 1.0),
+       shared=st.booleans(), seed=st.integers(0, 2**16))
+def test_a_fused_relu_is_torchs_relu_bit_for_bit(k, batch, out, kept, shared, seed):
+    """`relu=True` (the ReLU after a sparse layer fused into the kernel) against the layer and then torch.relu:
+    the same output bits and, backward, the same gradient bits of input, kept values and bias (zeros in the
+    output included: torch passes no gradient there)."""
+    if sparse_kernel_or_fail() is None:
+        pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand(k, out, 17, generator=g) < kept
+    w, b = torch.randn(k, out, 17, generator=g) * masks, torch.randn(k, out, generator=g)
+    h = torch.randn(*(() if shared else (k,)), batch, 17, generator=g)
+    h[..., :3] = 0  # exact zeros in the output where a row keeps only these columns
+    upstream = torch.randn(k, batch, out, generator=g)
+    results = []
+    for fused in (True, False):
+        weight, bias, x = SparseWeight(w, masks), b.clone().requires_grad_(True), h.clone().requires_grad_(not shared)
+        y = weight(x, bias, shared, relu=True) if fused else torch.relu(weight(x, bias, shared))
+        if not shared:
+            (y * upstream).sum().backward()
+        results.append([y.detach(), *([] if shared else [x.grad, weight.values.grad, bias.grad])])
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours.view(torch.int32), theirs.view(torch.int32))
+
+
 @settings(max_examples=15, deadline=None)
 @given(optimizer=st.sampled_from(["adam", "adamw"]), bias=st.booleans(), k=st.integers(1, 3), out=st.integers(1, 40),
        kept=st.floats(0.05, 1.0), seed=st.integers(0, 2**16))

@@ -17,6 +17,7 @@ from ..extensions import build
 # LeNet-300-100's fc1, 8 copies, batch 60, 2 threads, forward + backward: 0.69x the dense time at 40% kept, 1.03x at
 # 50% and 1.14x at 60%, slower still with the input's gradient; docs/speed.md).
 SPARSE_MAX_KEPT = 0.4
+NO_TENSOR = torch.empty(0)  # the kernel's "none" (no bias, no fused ReLU)
 
 
 @functools.cache
@@ -67,18 +68,19 @@ class SparseWeight:
     def write_dense(self, dense: torch.Tensor) -> None:
         dense.view(-1).index_copy_(0, self.index, self.values)
 
-    def __call__(self, h: torch.Tensor, bias: torch.Tensor | None, shared: bool = False) -> torch.Tensor:
-        """h (K, B, F) -> (K, B, O); `shared`: h (B, F) seen by all copies (no gradients then)."""
+    def __call__(self, h: torch.Tensor, bias: torch.Tensor | None, shared: bool = False,
+                 relu: bool = False) -> torch.Tensor:
+        """h (K, B, F) -> (K, B, O); `shared`: h (B, F) seen by all copies (no gradients then); `relu`: with the
+        ReLU that follows the layer applied (fused into the kernel)."""
         if shared:
             with torch.no_grad():
-                return self.forward(batch_contiguous(h.t()), bias).transpose(1, 2)
-        return SparseLinear.apply(h, self.values, bias, self)
+                return self.forward(batch_contiguous(h.t()), bias, relu).transpose(1, 2)
+        return SparseLinear.apply(h, self.values, bias, self, relu)
 
-    def forward(self, xt: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, xt: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
         """x^T (K, F, B) or (F, B) -> y^T (K, O, B)."""
-        no_bias = torch.empty(0)
-        return kernel().forward(xt, self.values.detach(), no_bias if bias is None else bias.detach().contiguous(),
-                                self.rowptr, self.col, self.out_features)
+        return kernel().forward(xt, self.values.detach(), NO_TENSOR if bias is None else bias.detach().contiguous(),
+                                self.rowptr, self.col, self.out_features, relu)
 
 
 def batch_contiguous(t: torch.Tensor) -> torch.Tensor:
@@ -95,24 +97,27 @@ def pointers(sorted_rows: torch.Tensor, rows: int) -> torch.Tensor:
 
 class SparseLinear(torch.autograd.Function):
     """The kernel as an autograd function. Activations are kept feature-major between layers (y is returned as a
-    transposed view of y^T, which elementwise layers preserve), so a chain of sparse layers transposes once."""
+    transposed view of y^T, which elementwise layers preserve), so a chain of sparse layers transposes once. A ReLU
+    after the layer can be fused in (`relu`): it costs no separate pass forward, nor an autograd node backward."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseWeight):
+    def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseWeight,
+                relu: bool):
         xt = batch_contiguous(h.transpose(1, 2))
-        yt = weight.forward(xt, bias)
-        ctx.save_for_backward(xt, values)
+        yt = weight.forward(xt, bias, relu)
+        ctx.save_for_backward(xt, values, yt if relu else NO_TENSOR)
         ctx.weight, ctx.bias = weight, bias
         return yt.transpose(1, 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        xt, values = ctx.saved_tensors
+        xt, values, relu_yt = ctx.saved_tensors
         w, bias, input_grad = ctx.weight, ctx.bias, ctx.needs_input_grad[0]
         dyt, structure = batch_contiguous(grad.transpose(1, 2)), (w.rowptr, w.col, w.colptr, w.row, w.perm)
         if w.step is not None:  # values and bias stepped here: no gradients for them
-            out = kernel().backward_step(dyt, xt, values.detach(), torch.empty(0) if bias is None else bias.detach(),
-                                         *structure, input_grad, *w.step.arguments(values, bias))
-            return (out[0].transpose(1, 2) if input_grad else None), None, None, None
-        out = kernel().backward(dyt, xt, values, *structure, input_grad)
-        return (out[2].transpose(1, 2) if input_grad else None), out[0], (out[1] if bias is not None else None), None
+            out = kernel().backward_step(dyt, xt, values.detach(), NO_TENSOR if bias is None else bias.detach(),
+                                         *structure, input_grad, relu_yt, *w.step.arguments(values, bias))
+            return (out[0].transpose(1, 2) if input_grad else None), None, None, None, None
+        out = kernel().backward(dyt, xt, values, *structure, input_grad, relu_yt)
+        bias_grad = out[1] if bias is not None else None
+        return (out[2].transpose(1, 2) if input_grad else None), out[0], bias_grad, None, None

@@ -119,38 +119,44 @@ class StackedModel:
         """Logits (K, B, classes) for per-copy inputs x (K, B, *input), or one input (B, *input) seen by all;
         `params` (from `select`) runs some of the copies only. Without `params` sparse weights train sparse."""
         params = {**self.params, **self.sparse} if params is None else params
-        h, layout = x, RAW
-        for name, module in self.layers:
-            h, layout, shared = forward_layer(name, module, params, h, layout, shared)
+        h, layout, fused = x, RAW, False
+        for i, (name, module) in enumerate(self.layers):
+            if fused:  # this ReLU ran inside the sparse layer before it
+                fused = False
+                continue
+            relu_next = i + 1 < len(self.layers) and type(self.layers[i + 1][1]) is nn.ReLU
+            h, layout, shared, fused = forward_layer(name, module, params, h, layout, shared, relu_next)
         if layout != FEATURES or shared:
             raise Unsupported("the model does not end in a Linear layer")
         return h
 
 
-def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, layout: str, shared: bool):
-    """One layer for all copies: (output, its layout, whether it is still one input shared by all copies)."""
+def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, layout: str, shared: bool,
+                  relu_next: bool = False):
+    """One layer for all copies: (output, its layout, whether it is still one input shared by all copies, whether
+    the ReLU that follows (`relu_next`) was applied with it: sparse layers fuse it in)."""
     if isinstance(module, ELEMENTWISE):
-        return module(h), layout, shared
+        return module(h), layout, shared, False
     k = params[next(iter(params))].shape[0]
     if isinstance(module, nn.Flatten):
-        return to_features(h, layout, shared, k), FEATURES, shared
+        return to_features(h, layout, shared, k), FEATURES, shared, False
     if isinstance(module, POOLS):
         h = to_image(h, layout)
-        return (module(h) if shared else module(h.flatten(0, 1)).unflatten(0, h.shape[:2])), IMAGE, shared
+        return (module(h) if shared else module(h.flatten(0, 1)).unflatten(0, h.shape[:2])), IMAGE, shared, False
     w, b = params[f"{name}.weight"], (params[f"{name}.bias"] if module.bias is not None else None)
     if isinstance(module, nn.Linear):
         if layout == RAW and h.dim() == (2 if shared else 3):
             h, layout = to_features(h, layout, shared, k), FEATURES
         if layout != FEATURES:
             raise Unsupported(f"layer {name}: a Linear layer on unflattened input")
-        return linear(w, b, h, shared), FEATURES, False
-    return conv(module, w, b, to_image(h, layout), shared), IMAGE, False
+        if isinstance(w, SparseWeight):
+            return w(h, b, shared, relu=relu_next), FEATURES, False, relu_next
+        return linear(w, b, h, shared), FEATURES, False, False
+    return conv(module, w, b, to_image(h, layout), shared), IMAGE, False, False
 
 
-def linear(w: torch.Tensor | SparseWeight, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
+def linear(w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
     """w (K, O, F); h (K, B, F), or (B, F) when shared -> (K, B, O)."""
-    if isinstance(w, SparseWeight):
-        return w(h, b, shared)
     if shared:  # one GEMM over the stacked weights: (B, F) @ (F, K*O)
         flat = w.reshape(-1, w.shape[-1]).t()
         out = h @ flat if b is None else torch.addmm(b.reshape(1, -1), h, flat)

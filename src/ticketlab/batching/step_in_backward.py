@@ -8,8 +8,7 @@ import torch
 
 from ..masked_adam import mirrors_torch
 from ..optimizers import adam_state
-
-NO_TENSOR = torch.empty(0)
+from .sparse_linear import NO_TENSOR
 
 
 class StepInBackward:

@@ -114,9 +114,10 @@ inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, floa
 }
 
 // out[r, :] = bias[r] + sum over row r's entries p of value(p) * in[copy, col[p], :]; out (K, R, B) contiguous
+// (then max(out, 0) if `relu`: as torch.relu, NaN kept)
 template <bool PERM>
 void spmm(const Csr& s, const float* values, const float* bias, const Rows& in, float* out, int64_t rows,
-          int64_t batch) {
+          int64_t batch, bool relu = false) {
   // batch blocks outermost: a block's slice of the input stays in cache while every output row reads it (large
   // batches: evaluation)
   for_blocks(batch, [&](int64_t from, const Last& last, auto nv) {
@@ -148,8 +149,12 @@ void spmm(const Csr& s, const float* values, const float* bias, const Rows& in, 
           for (int64_t j = 0; j < NV; j++) acc[j] = at::vec::fmadd(w0, load<NV>(in0, last, j), acc[j]);
         }
         float* o = out + r * batch + from;
-        for (int64_t j = 0; j < NV - 1; j++) (acc[j] + acc2[j]).store(o + j * V);
-        last.store(acc[NV - 1] + acc2[NV - 1], o + (NV - 1) * V);
+        for (int64_t j = 0; j < NV; j++) {
+          acc[j] = acc[j] + acc2[j];
+          if (relu) acc[j] = at::vec::clamp_min(acc[j], Vec(0.f));
+        }
+        for (int64_t j = 0; j < NV - 1; j++) acc[j].store(o + j * V);
+        last.store(acc[NV - 1], o + (NV - 1) * V);
       }
     });
   });
@@ -190,12 +195,33 @@ void dot_rows(const Csr& s, const Rows& dy, const Rows& in, float* dw, float* db
   });
 }
 
+// dy where the ReLU's output y is positive, else 0 (torch's threshold_backward: NaN outputs pass the gradient);
+// dy (K, O, B) in any strides with the batch contiguous, y (K, O, B) contiguous; out contiguous
+at::Tensor relu_grad(const Rows& dy, const at::Tensor& yt) {
+  check_float(yt, "the ReLU's output");
+  const int64_t O = yt.size(1), B = yt.size(2);
+  at::Tensor out = at::empty_like(yt);
+  const float* y = yt.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, yt.size(0) * O, GRAIN, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* d = dy.at(r / O, r % O);
+      for (int64_t b = 0; b < B; b += V) {
+        const int64_t n = std::min(V, B - b);
+        const Vec yv = Vec::loadu(y + r * B + b, n);
+        Vec::blendv(Vec::loadu(d + b, n), Vec(0.f), yv <= Vec(0.f)).store(o + r * B + b, n);
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 // y^T (K, O, B) = bias + W x^T for x^T (K, F, B), or (F, B) seen by all K copies, W given by its kept values in CSR
-// order
+// order; `relu`: then max(y^T, 0), the ReLU after the layer fused in
 at::Tensor forward(const at::Tensor& xt, const at::Tensor& values, const at::Tensor& bias, const at::Tensor& rowptr,
-                   const at::Tensor& col, int64_t out_features) {
+                   const at::Tensor& col, int64_t out_features, bool relu) {
   const Rows x = rows_of(xt, "x^T");
   check_float(values, "values");
   const bool shared = xt.dim() == 2;
@@ -205,17 +231,21 @@ at::Tensor forward(const at::Tensor& xt, const at::Tensor& values, const at::Ten
   const bool has_bias = bias.numel() > 0;
   if (has_bias) check_float(bias, "bias");
   at::Tensor yt = at::empty({K, O, B}, xt.options());
-  spmm<false>(csr_of(rowptr, col, nullptr, O), values.data_ptr<float>(), has_bias ? bias.data_ptr<float>() : nullptr, x,
-       yt.data_ptr<float>(), K * O, B);
+  spmm<false>(csr_of(rowptr, col, nullptr, O), values.data_ptr<float>(), has_bias ? bias.data_ptr<float>() : nullptr,
+              x, yt.data_ptr<float>(), K * O, B, relu);
   return yt;
 }
 
 // The gradients of the kept values (d values[p] = <dy^T[r, :], x^T[copy, col[p], :]>) and of the bias (dy^T summed
 // over the batch); the input's, if asked, through the transposed structure (colptr, row, perm: dx^T = W^T dy^T).
+// relu_yt: the output y^T of a fused ReLU (forward's `relu`), whose gradient is taken first; empty: none.
 std::vector<at::Tensor> backward(const at::Tensor& dyt, const at::Tensor& xt, const at::Tensor& values,
                                  const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& colptr,
-                                 const at::Tensor& row, const at::Tensor& perm, bool input_grad) {
-  const Rows x = rows_of(xt, "x^T"), dy = rows_of(dyt, "dy^T");
+                                 const at::Tensor& row, const at::Tensor& perm, bool input_grad,
+                                 const at::Tensor& relu_yt) {
+  const Rows x = rows_of(xt, "x^T");
+  const at::Tensor dyt_in = relu_yt.numel() > 0 ? relu_grad(rows_of(dyt, "dy^T"), relu_yt) : dyt;
+  const Rows dy = rows_of(dyt_in, "dy^T");
   const int64_t K = xt.size(0), F = xt.size(1), B = xt.size(2), O = dyt.size(1);
   const Csr s = csr_of(rowptr, col, nullptr, O);
   at::Tensor dvalues = at::empty_like(values);
@@ -236,11 +266,12 @@ std::vector<at::Tensor> backward(const at::Tensor& dyt, const at::Tensor& xt, co
 std::vector<at::Tensor> backward_step(const at::Tensor& dyt, const at::Tensor& xt, const at::Tensor& values,
                                       const at::Tensor& bias, const at::Tensor& rowptr, const at::Tensor& col,
                                       const at::Tensor& colptr, const at::Tensor& row, const at::Tensor& perm,
-                                      bool input_grad, const at::Tensor& values_exp_avg,
+                                      bool input_grad, const at::Tensor& relu_yt, const at::Tensor& values_exp_avg,
                                       const at::Tensor& values_exp_avg_sq, const at::Tensor& bias_exp_avg,
                                       const at::Tensor& bias_exp_avg_sq, double step, double lr, double beta1,
                                       double beta2, double weight_decay, double eps, bool adamw) {
-  const std::vector<at::Tensor> grads = backward(dyt, xt, values, rowptr, col, colptr, row, perm, input_grad);
+  const std::vector<at::Tensor> grads = backward(dyt, xt, values, rowptr, col, colptr, row, perm, input_grad,
+                                                 relu_yt);
   const auto adam = [&](const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
                         const at::Tensor& exp_avg_sq) {
     for (const auto* t : {&param, &exp_avg, &exp_avg_sq}) {
