@@ -183,7 +183,7 @@ def test_gather_feature_major_is_the_rows_transposed(n, features, copies, b, see
     g = torch.Generator().manual_seed(seed)
     x, index = torch.randn(n, features, generator=g), torch.randint(0, n, (copies * b,), generator=g)
     out = kernel().gather_feature_major(x, index, copies)
-    assert out.shape == (features, copies, -(-b // 16) * 16)  # each copy's slice padded to whole cache lines
-    assert torch.equal(out[..., :b].reshape(features, -1), x[index].t())
+    assert out.shape == (copies, features, -(-b // 16) * 16)  # each copy's slice padded to whole cache lines
+    assert torch.equal(out[..., :b], x[index].view(copies, b, features).transpose(1, 2))
     with pytest.raises(RuntimeError, match="out of range"):
         kernel().gather_feature_major(x, torch.tensor([n]), 1)

@@ -173,9 +173,9 @@ class BatchedRun:
         if all(d is trains[0] for d in trains):  # one split: one gather for all copies
             index, x = torch.cat(idxs), trains[0].x
             ys = trains[0].y.index_select(0, index).view(k, b)
-            if self.feature_major:  # (K, B, F) as a view of (F, K, B rounded up)
+            if self.feature_major:  # (K, B, F) as a view of (K, F, B rounded up)
                 xs = sparse_kernel().gather_feature_major(x.reshape(len(x), -1).contiguous(), index, k)
-                xs = xs[..., :b].permute(1, 2, 0)
+                xs = xs[..., :b].transpose(1, 2)
             else:
                 xs = x.index_select(0, index).view(k, b, *x.shape[1:])
         else:

@@ -289,11 +289,12 @@ std::vector<at::Tensor> backward_step(const at::Tensor& dyt, const at::Tensor& x
 }
 
 // Rows `index` of x (N, F), feature-major, for `copies` copies of B = M / copies rows each:
-// out (F, copies, Bp)[f, k, b] = x[index[k * B + b], f], where Bp is B rounded up to whole cache lines, so that every
-// copy's slice of a feature starts one (the kernels' vector loads then do not straddle two; the padding is
-// never read). 16 rows at a time: their 16 values of a feature make one cache line of the output. A batch gathered
-// so is the layout the kernels read, as a (K, B, F) view; gathering rows and then transposing them moved the batch
-// through memory twice.
+// out (copies, F, Bp)[k, f, b] = x[index[k * B + b], f], where Bp is B rounded up to whole cache lines, so that every
+// copy's slice of a feature starts one (the kernels' vector loads then do not straddle two; the padding is never
+// read), and each copy's input is one block of memory (fewer pages for the kernels' scattered reads than features
+// interleaving the copies: 1.1x faster forward). 16 rows at a time: their 16 values of a feature make one cache line
+// of the output. A batch gathered so is the layout the kernels read, as a (K, B, F) view; gathering rows and then
+// transposing them moved the batch through memory twice.
 at::Tensor gather_feature_major(const at::Tensor& x, const at::Tensor& index, int64_t copies) {
   check_float(x, "x");
   TORCH_CHECK(x.dim() == 2 && index.scalar_type() == at::kLong && index.is_contiguous(),
@@ -304,19 +305,18 @@ at::Tensor gather_feature_major(const at::Tensor& x, const at::Tensor& index, in
   const int64_t B = M / copies, Bp = (B + LINE - 1) / LINE * LINE;
   const int64_t* idx = index.data_ptr<int64_t>();
   for (int64_t m = 0; m < M; m++) TORCH_CHECK(idx[m] >= 0 && idx[m] < N, "sparse_linear: index out of range");
-  at::Tensor out = at::empty({F, copies, Bp}, x.options());
+  at::Tensor out = at::empty({copies, F, Bp}, x.options());
   const float* src = x.data_ptr<float>();
   float* dst = out.data_ptr<float>();
-  constexpr int64_t ROWS = LINE;
-  const int64_t chunks = (B + ROWS - 1) / ROWS;  // per copy
+  const int64_t chunks = (B + LINE - 1) / LINE;  // per copy
   at::parallel_for(0, copies * chunks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t chunk = lo; chunk < hi; chunk++) {
-      const int64_t k = chunk / chunks, b0 = chunk % chunks * ROWS, n = std::min(ROWS, B - b0);
-      const float* rows[ROWS];
+      const int64_t k = chunk / chunks, b0 = chunk % chunks * LINE, n = std::min(LINE, B - b0);
+      const float* rows[LINE];
       for (int64_t i = 0; i < n; i++) rows[i] = src + idx[k * B + b0 + i] * F;
-      float* to = dst + k * Bp + b0;
+      float* to = dst + k * F * Bp + b0;
       for (int64_t f = 0; f < F; f++)
-        for (int64_t i = 0; i < n; i++) to[f * copies * Bp + i] = rows[i][f];
+        for (int64_t i = 0; i < n; i++) to[f * Bp + i] = rows[i][f];
     }
   });
   return out;
