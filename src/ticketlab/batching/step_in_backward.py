@@ -18,13 +18,21 @@ class StepInBackward:
         self.optimizer, self.adamw = optimizer, adamw
         self.params: set[torch.Tensor] = set()  # the parameters stepped here (the optimizer sees no gradient)
 
-    @staticmethod
-    def applies(cfg) -> bool:
-        """Whether the step can be taken this way: Adam/AdamW, and the torch whose fused step our kernel mirrors."""
-        return cfg.optimizer in ("adam", "adamw") and mirrors_torch()
-
-    def take(self, values: torch.Tensor, bias: torch.Tensor | None) -> None:
-        self.params.update(p for p in (values, bias) if p is not None)
+    @classmethod
+    def attach(cls, model, optimizer: torch.optim.Optimizer, masked: set[str], cfg) -> set[torch.Tensor]:
+        """Let the sparse layers of `model` (a StackedModel) step their values and biases in the backward pass where
+        they can: Adam/AdamW, the torch whose fused step our kernel mirrors, and biases not in `masked` (the names
+        of parameters the optimizer masks itself). Returns the parameters so stepped."""
+        if not (model.sparse and cfg.optimizer in ("adam", "adamw") and mirrors_torch()):
+            return set()
+        step = cls(optimizer, adamw=cfg.optimizer == "adamw")
+        for name, weight in model.sparse.items():
+            bias_name = name.removesuffix("weight") + "bias"
+            if bias_name not in masked:
+                weight.step = step
+                bias = model.params.get(bias_name)
+                step.params.update(p for p in (weight.values, bias) if p is not None)
+        return step.params
 
     def arguments(self, values: torch.Tensor, bias: torch.Tensor | None) -> tuple:
         """The moments and hyperparameters `backward_step` takes for this step, counting the step in the state."""

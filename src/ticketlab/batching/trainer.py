@@ -115,7 +115,8 @@ class BatchedRun:
             self.optimizer.load_state_dict({"state": state,
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
         self.update = MaskedUpdate(*self.stacked_masks(masks), reapply=cfg.optimizer not in ZERO_PRESERVING)
-        stepped = self.step_in_backward(cfg)
+        masked = {self.slots.name(i) for i in self.optimizer.handled}
+        stepped = StepInBackward.attach(self.model, self.optimizer.optimizer, masked, cfg)
         self.optimizer_has_work = any(p not in stepped for p in self.slots.params)
 
     def restore(self, t: Ticket) -> dict | None:
@@ -143,20 +144,6 @@ class BatchedRun:
         handled = {self.slots.name(i) for i in self.optimizer.handled} | set(self.model.sparse)
         masks = {name: m for name, m in masks.items() if name not in handled}
         return [self.model.params[n] for n in masks], list(masks.values())
-
-    def step_in_backward(self, cfg: TrainConfig) -> set[torch.Tensor]:
-        """Let the sparse layers step their values and biases in the backward pass (step_in_backward.py) where they
-        can: Adam/AdamW, and biases no copy prunes. Returns the parameters so stepped."""
-        if not (self.model.sparse and StepInBackward.applies(cfg)):
-            return set()
-        step = StepInBackward(self.optimizer.optimizer, adamw=cfg.optimizer == "adamw")
-        masked = {self.slots.name(i) for i in self.optimizer.handled}
-        for name, weight in self.model.sparse.items():
-            bias_name = name.removesuffix("weight") + "bias"
-            if bias_name not in masked:
-                weight.step = step
-                step.take(weight.values, self.model.params.get(bias_name))
-        return step.params
 
     # -- data ----------------------------------------------------------------------------------------------------
     def gathers_feature_major(self) -> bool:
