@@ -71,14 +71,16 @@ def index_kernels():
     return numba.njit(nogil=True, cache=True)(_gather), numba.njit(nogil=True, cache=True)(_scatter)
 
 
-def adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
-    """The state of `p` in a fused Adam/AdamW `optimizer`, initialised as torch's step initialises it, for stepping
-    `p` by our kernels (csrc/adam_math.h) while checkpoints still read it from the optimizer."""
+def count_adam_step(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
+    """The state of `p` in a fused Adam/AdamW `optimizer` with this step counted, initialised first as torch's step
+    initialises it: for stepping `p` by our kernels (csrc/adam_math.h) while checkpoints still read the state from
+    the optimizer."""
     state = optimizer.state[p]
     if not state:
         state.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
                      exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
                      exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+    state["step"] += 1
     return state
 
 
@@ -170,8 +172,7 @@ class KeptOptimizer:
     def _masked_step(self, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Step `p` through the masked kernel with the inner optimizer's state (initialised as torch's fused Adam
         does), then hide its gradient from the inner step; returns the gradient to put back."""
-        state = adam_state(self.optimizer, p)
-        state["step"] += 1
+        state = count_adam_step(self.optimizer, p)
         group = self.param_groups[0]
         grad, (beta1, beta2) = p.grad, group["betas"]
         masked_adam.kernel().masked_adam_(p.detach(), grad.contiguous(), state["exp_avg"], state["exp_avg_sq"], mask,

@@ -7,7 +7,7 @@ step (docs/speed.md)."""
 import torch
 
 from ..masked_adam import mirrors_torch
-from ..optimizers import adam_state
+from ..optimizers import count_adam_step
 from .sparse_linear import NO_TENSOR
 
 
@@ -36,9 +36,7 @@ class StepInBackward:
 
     def arguments(self, values: torch.Tensor, bias: torch.Tensor | None) -> tuple:
         """The moments and hyperparameters `backward_step` takes for this step, counting the step in the state."""
-        states = [adam_state(self.optimizer, p) for p in (values, bias) if p is not None]
-        for state in states:
-            state["step"] += 1
+        states = [count_adam_step(self.optimizer, p) for p in (values, bias) if p is not None]
         group = self.optimizer.param_groups[0]
         bias_moments = (states[1]["exp_avg"], states[1]["exp_avg_sq"]) if bias is not None else (NO_TENSOR, NO_TENSOR)
         return (states[0]["exp_avg"], states[0]["exp_avg_sq"], *bias_moments, states[0]["step"].item(), group["lr"],

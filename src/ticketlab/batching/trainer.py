@@ -114,9 +114,9 @@ class BatchedRun:
             state = self.slots.from_copies([e.pop("opt") for e in self.extras])
             self.optimizer.load_state_dict({"state": state,
                                             "param_groups": self.optimizer.state_dict()["param_groups"]})
-        self.update = MaskedUpdate(*self.stacked_masks(masks), reapply=cfg.optimizer not in ZERO_PRESERVING)
-        masked = {self.slots.name(i) for i in self.optimizer.handled}
-        stepped = StepInBackward.attach(self.model, self.optimizer.optimizer, masked, cfg)
+        handled = {self.slots.name(i) for i in self.optimizer.handled}  # masked by the optimizer itself
+        self.update = MaskedUpdate(*self.stacked_masks(masks, handled), reapply=cfg.optimizer not in ZERO_PRESERVING)
+        stepped = StepInBackward.attach(self.model, self.optimizer.optimizer, handled, cfg)
         self.optimizer_has_work = any(p not in stepped for p in self.slots.params)
 
     def restore(self, t: Ticket) -> dict | None:
@@ -138,11 +138,11 @@ class BatchedRun:
     def linear_weights(self) -> set[str]:
         return {f"{name}.weight" for name, module in self.model.layers if isinstance(module, nn.Linear)}
 
-    def stacked_masks(self, masks: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def stacked_masks(self, masks: dict[str, torch.Tensor],
+                      handled: set[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(stacked parameters, their stacked `masks`) where some copy has pruned entries that neither the optimizer
-        nor sparse training leaves out itself."""
-        handled = {self.slots.name(i) for i in self.optimizer.handled} | set(self.model.sparse)
-        masks = {name: m for name, m in masks.items() if name not in handled}
+        (`handled`) nor sparse training leaves out itself."""
+        masks = {name: m for name, m in masks.items() if name not in handled and name not in self.model.sparse}
         return [self.model.params[n] for n in masks], list(masks.values())
 
     # -- data ----------------------------------------------------------------------------------------------------
