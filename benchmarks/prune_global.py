@@ -8,9 +8,9 @@ import time
 
 import torch
 
-from ticketlab.masks import Masks
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.models import build_model
-from ticketlab.pruning import PruneSpec, prune
 
 
 def peak_rss_bytes() -> int:

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from ticketlab.batching.sparse_linear import NO_TENSOR, SparseWeight, kernel
+from ticketlab.accel.batching.sparse_linear import NO_TENSOR, SparseWeight, kernel
 
 
 def best_ms(fn, rounds: int = 7, calls: int = 30) -> float:

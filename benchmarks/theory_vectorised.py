@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from ticketlab.theory.phase import PhaseSettings, run_row
-from ticketlab.theory.seeds import stream
-from ticketlab.theory.teacher import Teacher, make_teacher
+from ticketlab.paper.theory.phase import PhaseSettings, run_row
+from ticketlab.paper.theory.seeds import stream
+from ticketlab.paper.theory.teacher import Teacher, make_teacher
 
 
 def vectorised(s: PhaseSettings, teacher: Teacher) -> tuple[float, dict]:

@@ -5,7 +5,7 @@ SGD + momentum, crop and flip augmentation) on random tensors of their input sha
 name when registered (a note says so otherwise): GCN on the Cora-sized CSBM (`gcn` + `csbm`, full batch) and tiny
 BERT on the synthetic pairs task (`tiny-bert` + `pairs`, batch 32).
 
-Both variants go through `ticketlab.training.train`: "dense" with no masks, "masked" with a 20%-density global
+Both variants go through `ticketlab.engine.training.train`: "dense" with no masks, "masked" with a 20%-density global
 magnitude mask (gradient masking before, weight masking after every optimizer step). Repeats alternate dense and
 masked so machine noise hits both alike; the best repeat of each is printed. Timing starts after the first step
 (warm-up) and ends with the stage, whose final evaluation runs on a 2-sample validation and test split. Two rates:
@@ -27,17 +27,17 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.config import TrainConfig, parse_duration
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import DATASETS, InMemory, Splits, load_dataset
 from ticketlab.data.augment import AUGMENTATIONS
+from ticketlab.engine.config import TrainConfig, parse_duration
+from ticketlab.engine.lottery import model_for
+from ticketlab.engine.presets import build_config, load_preset
+from ticketlab.engine.schedule import make_plan
+from ticketlab.engine.training import evaluate, train
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery import model_for
-from ticketlab.masks import Masks
 from ticketlab.models import MODELS, build_model
-from ticketlab.presets import build_config, load_preset
-from ticketlab.pruning import PruneSpec, prune
-from ticketlab.schedule import make_plan
-from ticketlab.training import evaluate, train
 
 ADAM = {"optimizer": "adam"}
 SGD = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
@@ -159,7 +159,7 @@ def workload(preset: str) -> dict:
 
 
 def macs_per_sample(model: str) -> int:
-    from ticketlab.counting import count
+    from ticketlab.core.counting import count
 
     return count(build_model(model, num_classes=10, seed=0)).macs_dense
 

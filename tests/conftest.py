@@ -40,7 +40,7 @@ def tiny():
 def comparable(root) -> dict:
     """Everything the run(s) under `root` produced except wall-clock times and the lock's holder: metrics rows,
     summaries, tensors, configs. Equal for two runs = the same results."""
-    from ticketlab.files import load_tensors
+    from ticketlab.core.files import load_tensors
 
     out = {}
     for path in sorted(root.rglob("*")):

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ticketlab.files import save_tensors, write_json_atomic
-from ticketlab.masks import Masks
+from ticketlab.core.files import save_tensors, write_json_atomic
+from ticketlab.core.masks import Masks
 
 KINDS = ("random_pruning", "random_reinit", "oneshot")
 # early-stop test accuracy by kind and level (seed s adds 0.01 * s); level 0 exists for IMP only

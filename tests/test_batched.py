@@ -6,20 +6,20 @@ import json
 import pytest
 import torch
 
-from ticketlab.batching import StackedModel, Ticket, batchable, train_batched
-from ticketlab.batching.checkpoints import NEXT, reconcile
-from ticketlab.config import TrainConfig
+from ticketlab.accel.batching import StackedModel, Ticket, batchable, train_batched
+from ticketlab.accel.batching.checkpoints import NEXT, reconcile
+from ticketlab.core.files import load_tensors
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import InMemory, Splits
 from ticketlab.data.augment import AUGMENTATIONS
-from ticketlab.files import load_tensors
-from ticketlab.lottery import Lottery
-from ticketlab.masks import Masks
+from ticketlab.engine.config import TrainConfig
+from ticketlab.engine.lottery import Lottery
+from ticketlab.engine.presets import build_config
+from ticketlab.engine.schedule import make_plan
+from ticketlab.engine.stages import balanced_chunks, run_lotteries
+from ticketlab.engine.training import train
 from ticketlab.models import build_model
-from ticketlab.presets import build_config
-from ticketlab.pruning import PruneSpec, prune
-from ticketlab.schedule import make_plan
-from ticketlab.stages import balanced_chunks, run_lotteries
-from ticketlab.training import train
 
 from .conftest import Tiny, assert_user_error, run_cli
 
@@ -62,7 +62,7 @@ def tickets_for(name, tmp_path, cfg, k=3, shared_data=False, n=(48, 12, 12), bat
 
 
 def separate(tickets, cfg, tmp_path, augment=None):
-    """The reference: each copy trained alone by ticketlab.training.train."""
+    """The reference: each copy trained alone by ticketlab.engine.training.train."""
     results = []
     for i, t in enumerate(tickets):
         model = copy.deepcopy(t.model)
@@ -137,7 +137,7 @@ def test_sparse_batched_matches_separate_runs(tmp_path, name, optimizer, shared_
     """Copies keeping 20%..10% train their Linear layers as kept entries (sparse_linear.py; conv2: its fc layers,
     after the convolutions; one shared split: batches gathered feature-major): the same training up to rounding
     (other summation order)."""
-    from ticketlab.batching.trainer import BatchedRun
+    from ticketlab.accel.batching.trainer import BatchedRun
 
     from .test_sparse_training import sparse_kernel_or_fail
 
@@ -151,7 +151,7 @@ def test_sparse_batched_matches_separate_runs(tmp_path, name, optimizer, shared_
 
 
 def test_pruned_weights_get_no_update_and_no_optimizer_state(tmp_path):
-    from ticketlab.batching.trainer import BatchedRun
+    from ticketlab.accel.batching.trainer import BatchedRun
 
     cfg = TrainConfig(steps="10it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.1, eval_every="10it")
     tickets = tickets_for("mlp", tmp_path, cfg, k=2)
@@ -193,7 +193,7 @@ def test_resume_after_crash_at_any_checkpoint_write_gives_identical_results(tmp_
     """A crash between any two checkpoint files of a group (within phase 1, within phase 2, between them, in the
     final one) resumes bit-identically: counts both checkpoint writes and renames (os.replace, also used inside
     every atomic write)."""
-    import ticketlab.batching.trainer as trainer
+    import ticketlab.accel.batching.trainer as trainer
 
     real_save, real_replace, calls = trainer.save_checkpoint, trainer.os.replace, {"n": 0}
 
@@ -220,7 +220,7 @@ def test_resume_after_crash_at_any_checkpoint_write_gives_identical_results(tmp_
 
 
 def test_reconcile_promotes_complete_and_drops_partial_checkpoints(tmp_path):
-    from ticketlab.store import save_checkpoint
+    from ticketlab.engine.store import save_checkpoint
 
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -304,8 +304,8 @@ def test_bad_batch_tickets_is_refused(tmp_path):
 def test_engine_resumes_a_crashed_batched_run_identically(tmp_path, monkeypatch, batched_runs, where, call):
     """Crash in the middle of a level's group checkpoint, or while the group's stages are being finalised (2 of 8
     summaries written): the rerun batches the same stages together and ends with the same files, bit for bit."""
-    import ticketlab.batching.trainer as trainer
-    import ticketlab.lottery as lottery
+    import ticketlab.accel.batching.trainer as trainer
+    import ticketlab.engine.lottery as lottery
 
     from .test_lottery import comparable
 
@@ -330,7 +330,7 @@ def test_engine_resumes_a_crashed_batched_run_identically(tmp_path, monkeypatch,
 def test_compiled_gradient_masking_gives_the_bits_of_torchs_multiply():
     """masked_update.MaskedUpdate and the batched trainer mask gradients on one CPU thread with a compiled loop over
     one-byte masks: bit for bit torch's multiply by the float mask (-0.0 for negative pruned gradients, NaN kept)."""
-    from ticketlab.masked_update import mask_grad_kernel
+    from ticketlab.core.masked_update import mask_grad_kernel
 
     kernel = mask_grad_kernel()
     if kernel is None:

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ticketlab.compact import compact
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
+from ticketlab.deploy.compact import compact
 from ticketlab.errors import TicketlabError
-from ticketlab.masks import Masks
 from ticketlab.models import build_model
-from ticketlab.pruning import PruneSpec, prune
 
 
 def random_biases(model: nn.Module, seed: int) -> nn.Module:

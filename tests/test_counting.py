@@ -8,16 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ticketlab.counting import (
+from ticketlab.core.counting import (
     count,
     format_counts,
     load_density_table,
     masks_from_density_table,
 )
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import round_half_up
 from ticketlab.errors import TicketlabError
-from ticketlab.masks import Masks
 from ticketlab.models import build_model
-from ticketlab.pruning import round_half_up
 
 
 class Shapes(nn.Module):

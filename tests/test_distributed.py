@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ticketlab.distributed import check_nproc, free_port
+from ticketlab.core.files import load_tensors
+from ticketlab.core.masks import Masks
+from ticketlab.engine.distributed import check_nproc, free_port
+from ticketlab.engine.lottery import Lottery
+from ticketlab.engine.presets import build_config
 from ticketlab.errors import TicketlabError
-from ticketlab.files import load_tensors
-from ticketlab.lottery import Lottery
-from ticketlab.masks import Masks
-from ticketlab.presets import build_config
 
 from .conftest import assert_user_error, run_cli
 from .test_lottery import comparable
@@ -112,9 +112,9 @@ def test_a_dying_rank_and_kill_9_of_the_launcher_both_resume_exactly(ddp_run, tm
 
 RANKS_SCRIPT = textwrap.dedent("""
     import sys, torch
-    from ticketlab import distributed
+    from ticketlab.engine import distributed
     from ticketlab.errors import TicketlabError
-    from ticketlab.masks import Masks
+    from ticketlab.core.masks import Masks
     distributed.init(torch.device("cpu"))
     me = distributed.rank()
     mine = Masks({"w": torch.arange(20).reshape(4, 5) % (2 + me) == 0})
@@ -122,7 +122,7 @@ RANKS_SCRIPT = textwrap.dedent("""
     assert got == Masks({"w": torch.arange(20).reshape(4, 5) % 2 == 0}), me
     distributed.check_same_masks(got, "level 1 imp")  # the same: passes
     # Pruned gradients are zero on every rank after DDP's all-reduce (ranks see different data), kept ones agree.
-    from ticketlab.masked_update import MaskedUpdate
+    from ticketlab.core.masked_update import MaskedUpdate
     torch.manual_seed(0)
     model, keep = torch.nn.Linear(5, 4), Masks({"weight": torch.arange(20).reshape(4, 5) % 3 != 0})
     keep.apply(model)

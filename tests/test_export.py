@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticketlab.errors import TicketlabError
-from ticketlab.export import (
+from ticketlab.core.files import load_tensors, save_tensors
+from ticketlab.core.masks import Masks
+from ticketlab.deploy.export import (
     encode,
     export_compact,
     export_run,
@@ -18,11 +19,10 @@ from ticketlab.export import (
     load_compact_state_dict,
     read_compact,
 )
-from ticketlab.files import load_tensors, save_tensors
-from ticketlab.lottery import Lottery
-from ticketlab.masks import Masks
+from ticketlab.engine.lottery import Lottery
+from ticketlab.engine.presets import build_config
+from ticketlab.errors import TicketlabError
 from ticketlab.models import build_model
-from ticketlab.presets import build_config
 
 from .conftest import assert_user_error, run_cli
 

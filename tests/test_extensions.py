@@ -4,7 +4,7 @@ for the lock file forever; checked by hand), while a build in progress keeps its
 import os
 import time
 
-from ticketlab import extensions
+from ticketlab.accel import extensions
 
 
 def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):

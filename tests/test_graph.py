@@ -11,18 +11,18 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from ticketlab.counting import count
+from ticketlab.core.counting import count
+from ticketlab.core.files import read_json
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import kept_after_rounds
 from ticketlab.data import load_dataset
 from ticketlab.data.csbm import edge_probabilities, make_csbm
 from ticketlab.data.planetoid import read_planetoid
+from ticketlab.engine.lottery import Lottery
+from ticketlab.engine.presets import build_config
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json
-from ticketlab.graph import Graph, undirected_edges
-from ticketlab.lottery import Lottery
-from ticketlab.masks import Masks
 from ticketlab.models import build_model
-from ticketlab.presets import build_config
-from ticketlab.pruning import kept_after_rounds
+from ticketlab.models.graph import Graph, undirected_edges
 from ticketlab.report import load_runs, summary_table
 
 from .conftest import assert_user_error, file_stamps, run_cli
@@ -253,7 +253,7 @@ def test_exact_edge_and_weight_counts_per_round(csbm_run):
 
 
 def test_pruned_edges_stay_zero_and_rewind_restores_kept_edges(csbm_run):
-    from ticketlab.files import load_tensors
+    from ticketlab.core.files import load_tensors
 
     store = csbm_run.store
     masks = Masks.load(store.level(2) / "masks.safetensors")

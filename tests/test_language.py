@@ -13,15 +13,15 @@ import torch
 
 pytest.importorskip("transformers")
 
+from ticketlab.core.files import load_tensors  # noqa: E402
+from ticketlab.core.masks import Masks, prunable_names  # noqa: E402
 from ticketlab.data import load_dataset  # noqa: E402
 from ticketlab.data.mnli import LABELS, read_tsv  # noqa: E402
 from ticketlab.data.pairs import NOUNS, VOCABULARY, pairs_tokenizer, sample  # noqa: E402
+from ticketlab.engine.lottery import Lottery  # noqa: E402
+from ticketlab.engine.presets import build_config  # noqa: E402
 from ticketlab.errors import TicketlabError  # noqa: E402
-from ticketlab.files import load_tensors  # noqa: E402
-from ticketlab.lottery import Lottery  # noqa: E402
-from ticketlab.masks import Masks, prunable_names  # noqa: E402
 from ticketlab.models import build_model  # noqa: E402
-from ticketlab.presets import build_config  # noqa: E402
 
 from .conftest import assert_user_error, file_stamps, run_cli  # noqa: E402
 

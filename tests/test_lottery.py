@@ -10,12 +10,12 @@ import time
 import pytest
 import torch
 
-from ticketlab.config import Config, from_dict
+from ticketlab.core.masks import Masks
+from ticketlab.engine.config import Config, from_dict
+from ticketlab.engine.lottery import REINIT_SEED_OFFSET, Lottery
+from ticketlab.engine.presets import PRESETS, build_config
+from ticketlab.engine.store import load_weights
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery import REINIT_SEED_OFFSET, Lottery
-from ticketlab.masks import Masks
-from ticketlab.presets import PRESETS, build_config
-from ticketlab.store import load_weights
 
 from .conftest import assert_user_error, comparable, run_cli
 
@@ -27,7 +27,7 @@ def fast_config(*extra):
 
 
 def tensors(path):
-    from ticketlab.files import load_tensors
+    from ticketlab.core.files import load_tensors
 
     return load_tensors(path)[0]
 

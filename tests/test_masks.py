@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
+from ticketlab.core.masks import Masks, describe_density, prunable_names
 from ticketlab.errors import TicketlabError
-from ticketlab.masks import Masks, describe_density, prunable_names
 
 
 def test_default_prunable_set_is_linear_and_conv_weights(tiny):
@@ -94,7 +94,7 @@ def test_corrupt_files_are_rejected(tiny, tmp_path, damage):
     elif damage == "garbage":
         path.write_bytes(b"\x00" * 3 + data[3:40])
     else:
-        from ticketlab.files import save_tensors
+        from ticketlab.core.files import save_tensors
 
         save_tensors(path, {"w": torch.zeros(3)})
     with pytest.raises(TicketlabError, match=str(path.name)):

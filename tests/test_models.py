@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ticketlab.counting import example_input_for
+from ticketlab.core.counting import example_input_for
+from ticketlab.core.masks import prunable_names
 from ticketlab.errors import TicketlabError
-from ticketlab.masks import prunable_names
 from ticketlab.models import MODELS, build_model, model_info
 
 BIG = {"alexnet", "vgg16", "hf"}  # > 60M parameters: shape propagation on the meta device only

@@ -6,9 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ticketlab.errors import TicketlabError
-from ticketlab.masks import Masks
-from ticketlab.pruning import (
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import (
     PruneSpec,
     density_after_rounds,
     kept_after_rounds,
@@ -17,6 +16,7 @@ from ticketlab.pruning import (
     round_half_up,
     rounds_to_reach,
 )
+from ticketlab.errors import TicketlabError
 
 shapes = st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=4)
 rates = st.floats(0.0, 0.95)
@@ -183,7 +183,7 @@ def reference_global_prune(model, masks, rate):
 @given(shapes, rates, st.integers(0, 2**16), st.sampled_from([None, [-1.0, -0.5, 0.0, 0.5, 1.0]]),
        st.sampled_from([3, 7, 1 << 24]))
 def test_radix_threshold_equals_sort_reference(shapes, rate, seed, values, slice_size):
-    import ticketlab.pruning as pruning
+    import ticketlab.core.pruning as pruning
 
     model = mlp_with(shapes, seed, values)
     masks = random_masks(model, seed)

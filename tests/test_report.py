@@ -7,10 +7,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ticketlab.core.masks import Masks, describe_density
 from ticketlab.errors import TicketlabError
-from ticketlab.figures import neuron_norms_of
-from ticketlab.masks import Masks, describe_density
 from ticketlab.report import Stat, group_runs, load_runs, read_metrics, summary_table, write_report
+from ticketlab.report.figures import neuron_norms_of
 
 from .conftest import assert_user_error, run_cli
 from .fake_runs import ACC, STOP, write_fake_run

@@ -4,11 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from ticketlab.errors import TicketlabError
-from ticketlab.masks import Masks
-from ticketlab.models import build_model
-from ticketlab.pruning import PruneSpec, prune
-from ticketlab.sparse_inference import (
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
+from ticketlab.deploy.sparse_inference import (
     SparseConv2d,
     SparseLinear,
     available_kernels,
@@ -16,6 +14,8 @@ from ticketlab.sparse_inference import (
     layer_choices,
     sparsify,
 )
+from ticketlab.errors import TicketlabError
+from ticketlab.models import build_model
 
 SPARSE = [k for k in available_kernels() if k != "dense"]
 
@@ -29,7 +29,7 @@ def assert_close_relative(got, expected):
 def patch_everywhere(monkeypatch, name, fake):
     """Replace the function `name` in every sparse_inference module that calls it: each imports it by name, so
     patching the package attribute alone would not reach them."""
-    from ticketlab.sparse_inference import convert, fusing, timing, whole_model
+    from ticketlab.deploy.sparse_inference import convert, fusing, timing, whole_model
 
     for module in (convert, fusing, timing, whole_model):
         if hasattr(module, name):
@@ -207,7 +207,7 @@ def test_bench_command(tmp_path):
 def test_fused_chain_equals_the_modules_it_replaces():
     from collections import OrderedDict
 
-    from ticketlab.sparse_inference import FusedChain
+    from ticketlab.deploy.sparse_inference import FusedChain
 
     model, masks = pruned("lenet300", 0.05)
     names = ["fc1", "relu_fc1", "fc2", "relu_fc2", "fc3"]
@@ -237,7 +237,7 @@ def test_fused_chain_equals_the_modules_it_replaces():
 
 
 def test_sparsify_fuses_linear_chains_when_faster(monkeypatch):
-    import ticketlab.sparse_inference as si
+    import ticketlab.deploy.sparse_inference as si
 
     model, masks = pruned("lenet300", 0.05)
     patch_everywhere(monkeypatch, "time_calls", lambda functions, *a, **k: {n: 0.5 if n == "fused" else 1.0

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticketlab.batching.sparse_linear import SparseWeight, kernel
-from ticketlab.batching.stacked import BatchedLinear
+from ticketlab.accel.batching.sparse_linear import SparseWeight, kernel
+from ticketlab.accel.batching.stacked import BatchedLinear
 
 
 def sparse_kernel_or_fail():
@@ -100,9 +100,9 @@ def test_the_step_in_backward_is_torchs_fused_step_bit_for_bit(optimizer, bias, 
     """A sparse layer stepping its values and bias in the backward pass (step_in_backward.py) against gradients
     first and torch's fused Adam/AdamW after: the same weight, moment and input-gradient bits over 3 steps, whatever
     the sizes (the step's scalar tails included)."""
-    from ticketlab.batching.step_in_backward import StepInBackward
-    from ticketlab.config import TrainConfig
-    from ticketlab.optimizers import make_optimizer
+    from ticketlab.accel.batching.step_in_backward import StepInBackward
+    from ticketlab.engine.config import TrainConfig
+    from ticketlab.engine.optimizers import make_optimizer
 
     if sparse_kernel_or_fail() is None:
         pytest.skip("no C++ compiler: the sparse kernel cannot be built here")
@@ -141,11 +141,11 @@ def test_the_step_in_backward_is_torchs_fused_step_bit_for_bit(optimizer, bias, 
 def test_sparse_checkpoints_hold_optimizer_state_in_the_weights_shapes(tmp_path, monkeypatch):
     """A sparse group's checkpoint is the one `train` writes: moments shaped as the weights, zero where pruned, so
     the stage can resume alone."""
-    from ticketlab.batching import train_batched
-    from ticketlab.batching.trainer import BatchedRun
-    from ticketlab.config import TrainConfig
-    from ticketlab.files import load_tensors
-    from ticketlab.training import train
+    from ticketlab.accel.batching import train_batched
+    from ticketlab.accel.batching.trainer import BatchedRun
+    from ticketlab.core.files import load_tensors
+    from ticketlab.engine.config import TrainConfig
+    from ticketlab.engine.training import train
 
     from .test_batched import SPARSE_RATES, tickets_for
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from ticketlab.engine.store import read_metrics
 from ticketlab.errors import TicketlabError
-from ticketlab.store import read_metrics
 
 
 def write_rows(path, steps, tail=""):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ticketlab.engine.presets import build_config
+from ticketlab.engine.store import run_lock
 from ticketlab.errors import TicketlabError
-from ticketlab.presets import build_config
-from ticketlab.store import run_lock
 from ticketlab.sweep import parse_spec, run_sweep
 from ticketlab.sweep.jobs import pack
 from ticketlab.sweep.spec import parse_grid_arg

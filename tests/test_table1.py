@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from ticketlab.masks import Masks
+from ticketlab.core.masks import Masks
 from ticketlab.models import build_model
-from ticketlab.table1 import format_table1
+from ticketlab.paper.table1 import format_table1
 
 
 def cli(*args):

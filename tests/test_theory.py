@@ -10,16 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticketlab.errors import TicketlabError
-from ticketlab.theory import EXPERIMENTS, run_experiment
-from ticketlab.theory.features import FeatureTask, balanced_labels, make_patterns, sample_graph, sample_patches
-from ticketlab.theory.fitting import crossing, finite_stats, fit_line, fit_loglog
-from ticketlab.theory.imp import prune_per_neuron, support_recovery
-from ticketlab.theory.init import moment_init, near_teacher
-from ticketlab.theory.neuron_pruning import keep_top_per_sign
-from ticketlab.theory.patchnet import goodness, hinge_and_grad, output_signs
-from ticketlab.theory.student import hessian_at, loss, loss_and_grad, relative_error, smoothed_hessian
-from ticketlab.theory.teacher import make_teacher, oracle_mask, sample
-from ticketlab.theory.trainer import TrainSettings, train
+from ticketlab.paper.theory import EXPERIMENTS, run_experiment
+from ticketlab.paper.theory.features import FeatureTask, balanced_labels, make_patterns, sample_graph, sample_patches
+from ticketlab.paper.theory.fitting import crossing, finite_stats, fit_line, fit_loglog
+from ticketlab.paper.theory.imp import prune_per_neuron, support_recovery
+from ticketlab.paper.theory.init import moment_init, near_teacher
+from ticketlab.paper.theory.neuron_pruning import keep_top_per_sign
+from ticketlab.paper.theory.patchnet import goodness, hinge_and_grad, output_signs
+from ticketlab.paper.theory.student import hessian_at, loss, loss_and_grad, relative_error, smoothed_hessian
+from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample
+from ticketlab.paper.theory.trainer import TrainSettings, train
 
 from .conftest import assert_user_error, run_cli
 
@@ -199,7 +199,7 @@ def test_hinge_gradient_matches_autograd():
     X, y = X.double(), y.double()
     W = (0.3 * torch.randn(2, 6, 10, generator=gen(2))).double().requires_grad_(True)
     alive = torch.tensor([[1.0, 1, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]], dtype=torch.float64)
-    from ticketlab.theory.patchnet import forward
+    from ticketlab.paper.theory.patchnet import forward
     f, _ = forward(W, X, alive)
     torch.relu(1 - y * f).mean(-1).sum().backward()
     _, grad = hinge_and_grad(W.detach(), X, y, alive)

@@ -2,9 +2,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ticketlab.masks import Masks
-from ticketlab.pruning import PruneSpec, prune
-from ticketlab.torch_prune import masks_from_torch_prune, remove_torch_prune, to_torch_prune
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
+from ticketlab.core.torch_prune import masks_from_torch_prune, remove_torch_prune, to_torch_prune
 
 
 def test_import_from_torch_prune(tiny):

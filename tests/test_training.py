@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from ticketlab.config import TrainConfig
+from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import InMemory, Splits
+from ticketlab.engine.config import TrainConfig
+from ticketlab.engine.schedule import lr_schedule, make_plan
+from ticketlab.engine.training import Diverged, early_stop, train
 from ticketlab.errors import TicketlabError
-from ticketlab.masks import Masks
-from ticketlab.pruning import PruneSpec, prune
-from ticketlab.schedule import lr_schedule, make_plan
-from ticketlab.training import Diverged, early_stop, train
 
 from .conftest import Tiny
 
@@ -118,7 +118,7 @@ def masked_kernel_or_fail():
     """The masked Adam kernel, or None; a failure where it should have built (a C++ compiler, the torch it mirrors)."""
     import shutil
 
-    from ticketlab import masked_adam
+    from ticketlab.accel import masked_adam
 
     should = shutil.which("c++") and torch.__version__.startswith(masked_adam.TORCH_MIRRORED)
     if should and masked_adam.kernel() is None:
@@ -134,8 +134,8 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name, threads, mon
     state_dict; a state_dict loaded into a fresh one continues alike."""
     from torch import nn
 
-    from ticketlab import masked_adam
-    from ticketlab.optimizers import KeptOptimizer, make_optimizer
+    from ticketlab.accel import masked_adam
+    from ticketlab.engine.optimizers import KeptOptimizer, make_optimizer
 
     masked_kernel_or_fail()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # compactable's rule reads it
@@ -194,8 +194,8 @@ def test_masked_adam_kernel_trains_bit_for_bit_as_masking_then_stepping(tmp_path
     """Two threads, so no compaction: `train` with the masked Adam kernel against `train` with it switched off
     (gradients masked in a separate pass, then torch's fused step): the same weight and checkpoint bits."""
 
-    from ticketlab import masked_adam
-    from ticketlab.optimizers import KeptOptimizer
+    from ticketlab.accel import masked_adam
+    from ticketlab.engine.optimizers import KeptOptimizer
 
     masked_kernel_or_fail()
     cfg = TrainConfig(steps="12it", optimizer=optimizer, lr=1e-2, weight_decay=1e-3, eval_every="6it",

@@ -10,17 +10,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticketlab import lottery as lottery_module
+from ticketlab.core.files import read_json
+from ticketlab.core.masks import prunable_names
 from ticketlab.data import DATASETS, InMemory, Source, load_dataset
 from ticketlab.data.augment import AUGMENTATIONS, CIFAR10_BLACK, crop_and_flip
 from ticketlab.data.normalise import CIFAR10_STATS
+from ticketlab.engine import lottery as lottery_module
+from ticketlab.engine.lottery import Lottery, model_for
+from ticketlab.engine.presets import PRESETS, build_config, load_preset
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json
-from ticketlab.lottery import Lottery, model_for
-from ticketlab.masks import prunable_names
 from ticketlab.models import build_model
-from ticketlab.presets import PRESETS, build_config, load_preset
-from ticketlab.table2 import PAPER, changed_settings, format_table2, table2
+from ticketlab.paper.table2 import PAPER, changed_settings, format_table2, table2
 
 from .conftest import assert_user_error, file_stamps, run_cli
 from .test_data import write_cifar_dir, write_idx_dir

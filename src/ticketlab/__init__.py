@@ -3,12 +3,19 @@
     from ticketlab import Masks, PruneSpec, prune, count, build_model, load_dataset
 """
 
-from .counting import count
-from .data import load_dataset
-from .errors import TicketlabError
-from .masks import Masks, describe_density, prunable_names
-from .models import MODELS, build_model
-from .pruning import PruneSpec, density_after_rounds, kept_after_rounds, prune, random_like, rounds_to_reach
+from ticketlab.core.counting import count
+from ticketlab.core.masks import Masks, describe_density, prunable_names
+from ticketlab.core.pruning import (
+    PruneSpec,
+    density_after_rounds,
+    kept_after_rounds,
+    prune,
+    random_like,
+    rounds_to_reach,
+)
+from ticketlab.data import load_dataset
+from ticketlab.errors import TicketlabError
+from ticketlab.models import MODELS, build_model
 
 __all__ = [
     "MODELS", "Masks", "PruneSpec", "TicketlabError", "build_model", "count", "density_after_rounds",

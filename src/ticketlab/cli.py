@@ -3,10 +3,9 @@
 
 import argparse
 import importlib
-import os
 import sys
 
-from .errors import TicketlabError
+from ticketlab.errors import TicketlabError
 
 COMMANDS = [
     "models", "count", "table1", "table2", "data", "presets", "run", "report", "demo", "theory", "export", "bench",
@@ -19,11 +18,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def quiet_default() -> bool:
-    """Progress bars are off under CI."""
-    return bool(os.environ.get("CI"))
 
 
 def build_parser(names: list[str] = COMMANDS) -> argparse.ArgumentParser:

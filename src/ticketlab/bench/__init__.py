@@ -2,10 +2,16 @@
 dense inference), export_size.py (compact checkpoint sizes), batching.py (K tickets batched vs sequential),
 training.py (masked vs dense training vs torch.nn.utils.prune); workloads.py holds the models and masks they use."""
 
-from .batching import batching_report, batching_times, format_batching, sgemm_gflops, train_flops_per_step
-from .export_size import export_report, export_rows, format_export
-from .inference import format_inference, inference_report, inference_rows
-from .training import format_masked_training, masked_training_times, training_report
+from ticketlab.bench.batching import (
+    batching_report,
+    batching_times,
+    format_batching,
+    sgemm_gflops,
+    train_flops_per_step,
+)
+from ticketlab.bench.export_size import export_report, export_rows, format_export
+from ticketlab.bench.inference import format_inference, inference_report, inference_rows
+from ticketlab.bench.training import format_masked_training, masked_training_times, training_report
 
 __all__ = [
     "batching_report", "batching_times", "export_report", "export_rows", "format_batching", "format_export",

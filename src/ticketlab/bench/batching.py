@@ -6,16 +6,16 @@ shows what batching alone buys."""
 import tempfile
 from pathlib import Path
 
-from .workloads import BATCH, timed
+from ticketlab.bench.workloads import BATCH, timed
 
 
 def batching_tickets(k: int, splits, cfg, root: Path) -> list:
     """k LeNet-300-100 tickets with their own init, data order and layer-wise magnitude masks (kept 20%, 16%, ...)."""
-    from ..batching import Ticket
-    from ..masks import Masks
-    from ..models import build_model
-    from ..pruning import PruneSpec, prune
-    from ..schedule import make_plan
+    from ticketlab.accel.batching import Ticket
+    from ticketlab.core.masks import Masks
+    from ticketlab.core.pruning import PruneSpec, prune
+    from ticketlab.engine.schedule import make_plan
+    from ticketlab.models import build_model
 
     tickets = []
     for i in range(k):
@@ -35,10 +35,10 @@ def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: boo
 
     from tqdm import tqdm
 
-    from ..batching import train_batched
-    from ..config import TrainConfig
-    from ..data import load_dataset
-    from ..training import train
+    from ticketlab.accel.batching import train_batched
+    from ticketlab.data import load_dataset
+    from ticketlab.engine.config import TrainConfig
+    from ticketlab.engine.training import train
 
     splits = load_dataset("mnist-mini")
     cfg = TrainConfig(steps=f"{steps}it", optimizer="adam", lr=1.2e-3, eval_every=f"{steps}it",

@@ -3,11 +3,11 @@
 import tempfile
 from pathlib import Path
 
-from .workloads import DENSITIES, QUICK_DENSITIES, layerwise_masks, lenet300
+from ticketlab.bench.workloads import DENSITIES, QUICK_DENSITIES, layerwise_masks, lenet300
 
 
 def export_rows(models: dict, densities=DENSITIES, formats=("auto", "bitmask", "csr")) -> list[dict]:
-    from ..export import export_compact
+    from ticketlab.deploy.export import export_compact
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -24,7 +24,7 @@ def export_rows(models: dict, densities=DENSITIES, formats=("auto", "bitmask", "
 
 
 def format_export(rows) -> str:
-    from ..masks import describe_density
+    from ticketlab.core.masks import describe_density
 
     lines = ["compact checkpoint size: vs dense = bytes / dense safetensors; vs floor = bytes / (kept x 4 B + "
              "1 bit per pruned-tensor weight + dense tensors); target <= 1.15x the floor",
@@ -36,7 +36,7 @@ def format_export(rows) -> str:
 
 
 def export_report(quick: bool = False) -> str:
-    from ..models import build_model
+    from ticketlab.models import build_model
 
     models = {"lenet300": lenet300}
     if not quick:

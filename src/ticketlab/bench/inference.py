@@ -2,7 +2,7 @@
 
 import math
 
-from .workloads import BATCHES, DENSITIES, QUICK_DENSITIES, layerwise_masks, lenet300, vgg16_fc
+from ticketlab.bench.workloads import BATCHES, DENSITIES, QUICK_DENSITIES, layerwise_masks, lenet300, vgg16_fc
 
 
 def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time: float = 0.2, progress=False):
@@ -10,7 +10,7 @@ def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time:
     import torch
     from tqdm import tqdm
 
-    from ..sparse_inference import FusedChain, available_kernels, layer_choices, sparsify, time_calls
+    from ticketlab.deploy.sparse_inference import FusedChain, available_kernels, layer_choices, sparsify, time_calls
 
     model_rows, layer_rows = [], []
     generator = torch.Generator().manual_seed(0)
@@ -47,7 +47,7 @@ def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time:
 def format_inference(model_rows, layer_rows) -> str:
     import torch
 
-    from ..masks import describe_density
+    from ticketlab.core.masks import describe_density
 
     lines = [f"sparse inference vs dense, {torch.get_num_threads()} threads, time per batch (best of many short "
              "interleaved rounds); speedup = dense / sparse (>1: sparse faster)",

@@ -3,7 +3,7 @@
 import tempfile
 from pathlib import Path
 
-from .workloads import BATCH, timed
+from ticketlab.bench.workloads import BATCH, timed
 
 TRAINING_VARIANTS = ("dense", "masked", "torch-prune")
 
@@ -12,14 +12,14 @@ def masked_training_times(steps: int = 600, repeats: int = 5) -> dict:
     """{variant: [(steps per wall second, per CPU second)] * repeats}: LeNet-300-100 trained by `train` without masks
     ("dense"), under a 20%-kept mask ("masked"), and with the same mask attached by `torch.nn.utils.prune` instead
     ("torch-prune": weight = weight_orig * weight_mask recomputed in every forward pass), alternating."""
-    from ..config import TrainConfig
-    from ..data import load_dataset
-    from ..masks import Masks
-    from ..models import build_model
-    from ..pruning import PruneSpec, prune
-    from ..schedule import make_plan
-    from ..torch_prune import to_torch_prune
-    from ..training import train
+    from ticketlab.core.masks import Masks
+    from ticketlab.core.pruning import PruneSpec, prune
+    from ticketlab.core.torch_prune import to_torch_prune
+    from ticketlab.data import load_dataset
+    from ticketlab.engine.config import TrainConfig
+    from ticketlab.engine.schedule import make_plan
+    from ticketlab.engine.training import train
+    from ticketlab.models import build_model
 
     splits = load_dataset("mnist-mini")
     cfg = TrainConfig(steps=f"{steps}it", eval_every=f"{steps}it", checkpoint_every=f"{10 * steps}it")

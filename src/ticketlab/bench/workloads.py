@@ -11,7 +11,7 @@ BATCH = 60  # LeNet-300-100's batch size (Frankle & Carbin)
 
 
 def lenet300():
-    from ..models import build_model
+    from ticketlab.models import build_model
 
     return build_model("lenet300", seed=0).eval()
 
@@ -39,8 +39,8 @@ def vgg16_fc(layers=("fc6", "fc7", "fc8")):
 
 
 def layerwise_masks(model, density: float):
-    from ..masks import Masks
-    from ..pruning import PruneSpec, prune
+    from ticketlab.core.masks import Masks
+    from ticketlab.core.pruning import PruneSpec, prune
 
     return prune(model, Masks.ones(model), PruneSpec(criterion="magnitude", scope="layer", rate=1 - density))
 

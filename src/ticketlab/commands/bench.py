@@ -1,20 +1,20 @@
 """`ticketlab bench [--quick] [--only SECTION] [--threads N]`: speed and size ratios on this machine (issue 6).
 
 Everything is measured in the same process and printed as ratios, with the thread count:
-  inference  sparse vs dense inference time (ticketlab.sparse_inference.sparsify) at several densities, batch 1 and
+  inference  sparse vs dense inference time (ticketlab.deploy.sparse_inference.sparsify) at several densities, batch 1 and
              64, for LeNet-300-100 and VGG-16's fc layers (fc6 25088x4096, fc7 4096x4096, fc8 4096x1000, built
              alone, not the whole VGG); per layer also our numba kernel against torch's CSR kernel.
-  export     compact checkpoint size (ticketlab.export) vs the dense checkpoint and vs the floor.
-  batching   K=8 LeNet-300-100 tickets trained as one batched model (ticketlab.batching.train_batched: their Linear
+  export     compact checkpoint size (ticketlab.deploy.export) vs the dense checkpoint and vs the floor.
+  batching   K=8 LeNet-300-100 tickets trained as one batched model (ticketlab.accel.batching.train_batched: their Linear
              layers, keeping 10-20%, train sparse) against the same 8 trained one after another by
-             ticketlab.training.train, and batched with dense matmuls only (batch 60, Adam, bundled MNIST subset).
+             ticketlab.engine.training.train, and batched with dense matmuls only (batch 60, Adam, bundled MNIST subset).
   training   masked training (a 20%-kept mask) against dense training of LeNet-300-100, both through `train`, and
              against the same mask attached by torch.nn.utils.prune.
 Masks are layer-wise magnitude masks of seeded random weights (the speed and size do not depend on the values).
 The measurements live in ticketlab.bench; the benchmarks/ scripts call the same functions with the full settings.
 """
 
-from ..cli import quiet_default
+from ticketlab.commands import quiet_default
 
 SECTIONS = ("inference", "export", "batching", "training")
 
@@ -39,8 +39,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..bench import batching_report, export_report, inference_report, training_report
-    from ..errors import TicketlabError
+    from ticketlab.bench import batching_report, export_report, inference_report, training_report
+    from ticketlab.errors import TicketlabError
 
     if args.threads is not None:
         if args.threads < 1:

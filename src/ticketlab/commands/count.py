@@ -5,10 +5,16 @@ al.'s product approximation). Masks come from a mask file or a per-layer density
 measured on a seeded random-normal batch unless the density table gives them (see docs/counting.md).
 """
 
-from ..counting import count, example_input_for, format_counts, load_density_table, masks_from_density_table
-from ..errors import TicketlabError
-from ..masks import Masks
-from ..models import MODELS, build_model
+from ticketlab.core.counting import (
+    count,
+    example_input_for,
+    format_counts,
+    load_density_table,
+    masks_from_density_table,
+)
+from ticketlab.core.masks import Masks
+from ticketlab.errors import TicketlabError
+from ticketlab.models import MODELS, build_model
 
 
 def add_parser(subparsers) -> None:
@@ -48,7 +54,7 @@ def run(args) -> int:
     counts = count(model, masks, example_input_for(model, batch=args.batch, seed=args.seed), densities)
     if any(row.density_source == "measured" for row in counts.layers):
         counts.notes.append(f"'measured' input densities come from a random-normal batch (seed {args.seed}) through "
-                            "the untrained model; for real data call ticketlab.counting.count(model, masks, "
+                            "the untrained model; for real data call ticketlab.core.counting.count(model, masks, "
                             "example_input=batch)")
     print(counts.to_json() if args.json else format_counts(counts))
     return 0

@@ -2,9 +2,9 @@
 
 import json
 
-from ..cli import quiet_default
-from ..data import DATASETS, REMOTES, data_dir, fetch, load_dataset
-from ..errors import unknown
+from ticketlab.commands import quiet_default
+from ticketlab.data import DATASETS, REMOTES, data_dir, fetch, load_dataset
+from ticketlab.errors import unknown
 
 
 def add_parser(subparsers) -> None:

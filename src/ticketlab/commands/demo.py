@@ -6,8 +6,8 @@ random-pruning and random-reinitialisation baselines, for 3 seeds; then a Table-
 import time
 from pathlib import Path
 
-from ..cli import quiet_default
-from .run import add_batch_argument, batch_overrides, seed_overrides
+from ticketlab.commands import quiet_default
+from ticketlab.commands.run import add_batch_argument, batch_overrides, seed_overrides
 
 DEMO_PRESET = "lenet300-mnist-mini"
 DEMO_SEEDS = (0, 1, 2)
@@ -24,17 +24,19 @@ def add_parser(sub):
 
 
 def main(args):
-    from ..lottery import Lottery
-    from ..presets import build_config
-    from ..report import load_runs, summary_table, write_report
-    from ..stages import run_lotteries
+    from ticketlab.accel import select
+    from ticketlab.engine.lottery import Lottery
+    from ticketlab.engine.presets import build_config
+    from ticketlab.engine.stages import run_lotteries
+    from ticketlab.report import load_runs, summary_table, write_report
 
     started = time.perf_counter()
     lotteries = []
     for seed in args.seeds:
         cfg = build_config(DEMO_PRESET, overrides=[*args.overrides, *batch_overrides(args), *seed_overrides(seed)])
         print(f"seed {seed}: {cfg.run_name()}", flush=True)
-        lotteries.append(Lottery.open(cfg, args.runs_dir, DEMO_PRESET, progress=not args.quiet))
+        lotteries.append(Lottery.open(cfg, args.runs_dir, DEMO_PRESET, progress=not args.quiet,
+                                      accelerator=select()))
     roots = [store.root for store in run_lotteries(lotteries)]  # the seeds' stages of a level train batched
     runs = load_runs(roots)
     print()

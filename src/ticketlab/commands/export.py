@@ -1,8 +1,8 @@
 """`ticketlab export RUN [--level L] [--format auto|bitmask|csr] [--out FILE]`: a compact checkpoint of one level.
 
-Prints the file's size against the dense checkpoint and against the floor (see ticketlab.export)."""
+Prints the file's size against the dense checkpoint and against the floor (see ticketlab.deploy.export)."""
 
-from ..export import FORMATS
+from ticketlab.deploy.export import FORMATS
 
 
 def add_parser(subparsers) -> None:
@@ -10,7 +10,7 @@ def add_parser(subparsers) -> None:
         "export", help="write a compact sparse checkpoint of a run level (kept values + bitmask or CSR)",
         description="Write one level's final weights as a compact safetensors checkpoint: per pruned tensor its "
                     "kept values plus a bit-packed mask or CSR indices, other tensors dense. Load it with "
-                    "ticketlab.export.load_compact(path, model).")
+                    "ticketlab.deploy.export.load_compact(path, model).")
     parser.add_argument("run_dir", metavar="RUN", help="a run directory (written by `ticketlab run`)")
     parser.add_argument("--level", type=int, default=None, metavar="L",
                         help="the IMP level to export (default: the last finished level)")
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..export import export_run  # torch only when used
+    from ticketlab.deploy.export import export_run  # torch only when used
 
     print(export_run(args.run_dir, args.level, args.out, args.fmt).format())
     return 0

@@ -5,9 +5,9 @@ Models are built on the meta device (shapes only), so even VGG-16's 138M paramet
 
 import json
 
-from ..counting.render import aligned_table
-from ..masks import prunable_names
-from ..models import MODELS, build_model, model_info
+from ticketlab.core.counting.render import aligned_table
+from ticketlab.core.masks import prunable_names
+from ticketlab.models import MODELS, build_model, model_info
 
 COLUMNS = ("name", "parameters", "prunable", "input_shape", "num_classes", "description")
 

@@ -10,7 +10,7 @@ def add_parser(sub):
 
 
 def main(args):
-    from ..presets import DESCRIPTIONS, PRESETS, load_preset
+    from ticketlab.engine.presets import DESCRIPTIONS, PRESETS, load_preset
 
     if args.name:
         cfg = load_preset(args.name)

@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..report import load_runs, summary_table, write_report  # torch and matplotlib only when used
+    from ticketlab.report import load_runs, summary_table, write_report  # torch and matplotlib only when used
 
     runs = load_runs(args.runs)
     out = Path(args.out) if args.out else Path(args.runs[0]) / "report"

@@ -1,7 +1,7 @@
 """`ticketlab run`: one IMP run (or one per seed) from a preset, a YAML file and `--set` overrides."""
 
-from ..cli import quiet_default
-from ..config import load_yaml
+from ticketlab.commands import quiet_default
+from ticketlab.engine.config import load_yaml
 
 
 def add_parser(sub):
@@ -22,6 +22,8 @@ def add_config_arguments(p):
                    help="run once per seed (sets the init, data and prune seeds to N)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
     add_batch_argument(p)
+    p.add_argument("--no-accel", action="store_true",
+                   help="train on the pure-torch path: no C++ kernels, no compact optimizer, no batched tickets")
     p.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bars")
 
 
@@ -38,7 +40,7 @@ def batch_overrides(args) -> list[str]:
 
 def configs(args):
     """One validated Config per requested seed."""
-    from ..presets import build_config
+    from ticketlab.engine.presets import build_config
 
     file_data = load_yaml(args.config) if args.config else None
     overrides = [*args.overrides, *batch_overrides(args)]
@@ -56,9 +58,9 @@ def main(args):
     """One process, or `--nproc N` data-parallel ranks (relaunched under torchrun's launcher), or one rank of them."""
     import os
 
-    from .. import distributed
-    from ..errors import TicketlabError
-    from ..training import resolve_device
+    from ticketlab.engine import distributed
+    from ticketlab.engine.training import resolve_device
+    from ticketlab.errors import TicketlabError
 
     if args.nproc is None and not distributed.launched():
         return run_all(args)
@@ -82,17 +84,21 @@ def worker_argv(args) -> list[str]:
     argv += ["--seeds", *map(str, args.seeds)] if args.seeds else []
     argv += ["--runs-dir", args.runs_dir]
     argv += [] if args.batch_tickets is None else ["--batch-tickets", str(args.batch_tickets)]
+    argv += ["--no-accel"] if args.no_accel else []
     return argv + (["--quiet"] if args.quiet else [])
 
 
 def run_all(args):
     import os
 
-    from ..lottery import Lottery
-    from ..stages import run_lotteries
-    from ..store import run_locks
+    from ticketlab.accel import select
+    from ticketlab.engine.lottery import Lottery
+    from ticketlab.engine.stages import run_lotteries
+    from ticketlab.engine.store import run_locks
 
-    lotteries = [Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet) for cfg in configs(args)]
+    accelerator = select(enabled=not args.no_accel)
+    lotteries = [Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet, accelerator=accelerator)
+                 for cfg in configs(args)]
     # One writer per run directory (a second `ticketlab run` or a sweep is refused, naming the holder); under
     # torchrun only rank 0 takes the lock, the other ranks belong to the same run.
     roots = [lottery.store.root for lottery in lotteries] if int(os.environ.get("RANK", "0")) == 0 else []

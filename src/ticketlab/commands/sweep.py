@@ -5,7 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..cli import quiet_default
+from ticketlab.commands import quiet_default
 
 
 def add_parser(sub):
@@ -39,9 +39,9 @@ def spec_data(args) -> dict:
     """The sweep as a mapping: the file (or an existing --sweep-dir's sweep.yaml), then the command line."""
     import yaml
 
-    from ..config import load_yaml
-    from ..errors import TicketlabError
-    from ..sweep.spec import parse_grid_arg
+    from ticketlab.engine.config import load_yaml
+    from ticketlab.errors import TicketlabError
+    from ticketlab.sweep.spec import parse_grid_arg
 
     data = load_yaml(args.file) if args.file else {}
     saved = Path(args.sweep_dir or ".", "sweep.yaml")
@@ -80,8 +80,8 @@ def default_dir(args, spec) -> Path:
 
 
 def main(args):
-    from ..sweep.driver import run_sweep
-    from ..sweep.spec import parse_spec
+    from ticketlab.sweep.driver import run_sweep
+    from ticketlab.sweep.spec import parse_spec
 
     spec = parse_spec(spec_data(args), f"sweep file {args.file}" if args.file else "sweep")
     root = default_dir(args, spec)

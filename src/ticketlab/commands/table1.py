@@ -6,7 +6,7 @@ pruning for GoogLeNet, ResNet-50 and SqueezeNet; weight counts of the lottery-ti
 
 import json
 
-from ..table1 import format_table1, table1
+from ticketlab.paper.table1 import format_table1, table1
 
 
 def add_parser(subparsers) -> None:

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..table2 import format_table2, table2, to_json
+    from ticketlab.paper.table2 import format_table2, table2, to_json
 
     rows = table2(args.runs_dir)
     print(to_json(rows) if args.json else format_table2(rows, args.runs_dir))

@@ -4,7 +4,7 @@ boundaries with 95% confidence intervals; `report` prints them again from run di
 
 from pathlib import Path
 
-from ..errors import TicketlabError
+from ticketlab.errors import TicketlabError
 
 
 def add_parser(subparsers) -> None:
@@ -36,8 +36,8 @@ def add_parser(subparsers) -> None:
 
 
 def run_list(args) -> int:
-    from ..theory import EXPERIMENTS, settings_for
-    from ..theory.config import describe
+    from ticketlab.paper.theory import EXPERIMENTS, settings_for
+    from ticketlab.paper.theory.config import describe
 
     for name in EXPERIMENTS.names():
         print(f"{name:16s} {EXPERIMENTS.get(name).claim}")
@@ -48,7 +48,7 @@ def run_list(args) -> int:
 
 
 def run_one(args) -> int:
-    from ..theory import EXPERIMENTS, run_experiment
+    from ticketlab.paper.theory import EXPERIMENTS, run_experiment
 
     EXPERIMENTS.get(args.name)  # unknown names fail first, with a suggestion
     if not args.max_memory > 0:
@@ -77,7 +77,7 @@ def format_results(results: dict, out) -> str:
 
 
 def run_report(args) -> int:
-    from ..files import read_json
+    from ticketlab.core.files import read_json
 
     found = []
     for d in map(Path, args.dirs):

@@ -9,12 +9,12 @@ Register your own dataset with `@DATASETS.register("name")` (see `ticketlab.data
 """
 
 # Importing a source module registers it; text sources import transformers only when one is loaded.
-from . import bundled, cifar, csbm, idx, mnli, pairs, planetoid  # noqa: F401
-from .batches import Batches, batches
-from .cache import cache_dir, data_dir
-from .fetch import REMOTES, Remote, fetch
-from .source import DATASETS, Source, load_dataset
-from .splits import InMemory, Splits, stratified_holdout
+from ticketlab.data import bundled, cifar, csbm, idx, mnli, pairs, planetoid  # noqa: F401
+from ticketlab.data.batches import Batches, batches
+from ticketlab.data.cache import cache_dir, data_dir
+from ticketlab.data.fetch import REMOTES, Remote, fetch
+from ticketlab.data.source import DATASETS, Source, load_dataset
+from ticketlab.data.splits import InMemory, Splits, stratified_holdout
 
 __all__ = [
     "DATASETS", "Batches", "InMemory", "REMOTES", "Remote", "Source", "Splits", "batches", "cache_dir",

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import TicketlabError
-from ..registry import Registry
-from .normalise import CIFAR10_STATS
+from ticketlab.core.registry import Registry
+from ticketlab.data.normalise import CIFAR10_STATS
+from ticketlab.errors import TicketlabError
 
 AUGMENTATIONS: Registry[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = Registry("augmentation")
 

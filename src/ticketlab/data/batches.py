@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ..errors import TicketlabError
+from ticketlab.errors import TicketlabError
 
 
 class Batches:

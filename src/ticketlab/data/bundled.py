@@ -14,10 +14,10 @@ from importlib.metadata import version
 import numpy as np
 import torch
 
-from .cache import cached_tensors
-from .normalise import MNIST_STATS, scale_pixels, standardise
-from .source import DATASETS, Source
-from .splits import InMemory, stratified_holdout
+from ticketlab.data.cache import cached_tensors
+from ticketlab.data.normalise import MNIST_STATS, scale_pixels, standardise
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory, stratified_holdout
 
 TEST_SEED = 0
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TicketlabError
-from ..files import load_tensors, save_tensors
+from ticketlab.core.files import load_tensors, save_tensors
+from ticketlab.errors import TicketlabError
 
 
 def cache_dir() -> Path:

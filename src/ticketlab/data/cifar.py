@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import TicketlabError
-from .normalise import CIFAR10_STATS, scale_pixels, standardise
-from .safe_pickle import load_restricted
-from .source import DATASETS, Source
-from .splits import InMemory
+from ticketlab.data.normalise import CIFAR10_STATS, scale_pixels, standardise
+from ticketlab.data.safe_pickle import load_restricted
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory
+from ticketlab.errors import TicketlabError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -9,10 +9,10 @@ drawn independently with one probability inside a community and another between 
 import torch
 import torch.nn.functional as F
 
-from ..errors import TicketlabError
-from ..graph import Graph
-from .source import DATASETS, Source
-from .splits import InMemory
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory
+from ticketlab.errors import TicketlabError
+from ticketlab.models.graph import Graph
 
 CSBM_SEED = 0
 CORA_LIKE = {"num_nodes": 2708, "num_classes": 7, "num_features": 1433, "avg_degree": 2 * 5278 / 2708,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import TicketlabError, unknown
+from ticketlab.errors import TicketlabError, unknown
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without data before a download is given up

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TicketlabError
-from .normalise import FASHION_MNIST_STATS, MNIST_STATS, scale_pixels, standardise
-from .source import DATASETS, Source
-from .splits import InMemory
+from ticketlab.data.normalise import FASHION_MNIST_STATS, MNIST_STATS, scale_pixels, standardise
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory
+from ticketlab.errors import TicketlabError
 
 UNSIGNED_BYTE = 0x08
 IDX_FILES = {

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TicketlabError
-from .cache import cached_tensors
-from .source import DATASETS, Source
-from .splits import InMemory
+from ticketlab.data.cache import cached_tensors
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory
+from ticketlab.errors import TicketlabError
 
 LABELS = ("entailment", "neutral", "contradiction")
 FILES = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv")
@@ -77,7 +77,7 @@ def load_tokenizer(directory, name: str):
     if directory is None:
         raise TicketlabError(f"dataset {name!r} needs the model's tokenizer: set model.path=DIR (a Hugging Face model "
                              f"directory holding its tokenizer) or data.tokenizer=DIR")
-    from ..models.hf import quiet_transformers, require_transformers
+    from ticketlab.models.hf import quiet_transformers, require_transformers
 
     transformers = require_transformers()
     path = Path(directory).expanduser()

@@ -13,9 +13,9 @@ the same code as MNLI. Classes are balanced; the data is fixed by DATA_SEED (4,0
 
 import torch
 
-from .mnli import LABELS, encode_pairs
-from .source import DATASETS, Source
-from .splits import InMemory
+from ticketlab.data.mnli import LABELS, encode_pairs
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory
 
 NOUNS = ("cat", "dog", "bird", "fish", "horse", "cow", "fox", "owl", "bear", "frog")
 COLOURS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink")
@@ -29,7 +29,7 @@ DATA_SEED = 0
 
 def pairs_tokenizer():
     """A BERT WordPiece tokenizer (transformers' BertTokenizer) over VOCABULARY; save it with .save_pretrained."""
-    from ..models.hf import require_transformers
+    from ticketlab.models.hf import require_transformers
 
     return require_transformers().BertTokenizer(vocab={word: i for i, word in enumerate(VOCABULARY)})
 

@@ -22,11 +22,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..errors import TicketlabError
-from ..graph import Graph, undirected_edges
-from .safe_pickle import ALLOWED
-from .source import DATASETS, Source
-from .splits import InMemory
+from ticketlab.data.safe_pickle import ALLOWED
+from ticketlab.data.source import DATASETS, Source
+from ticketlab.data.splits import InMemory
+from ticketlab.errors import TicketlabError
+from ticketlab.models.graph import Graph, undirected_edges
 
 PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 VAL_NODES = 500

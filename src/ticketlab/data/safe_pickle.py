@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TicketlabError
+from ticketlab.errors import TicketlabError
 
 
 def latin1_encode(text: str, encoding: str = "latin1") -> bytes:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TicketlabError
-from ..registry import Registry
-from .cache import data_dir
-from .splits import InMemory, Splits, stratified_holdout
+from ticketlab.core.registry import Registry
+from ticketlab.data.cache import data_dir
+from ticketlab.data.splits import InMemory, Splits, stratified_holdout
+from ticketlab.errors import TicketlabError
 
 DATASETS: Registry = Registry("dataset")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..errors import TicketlabError
-from .batches import Batches
+from ticketlab.data.batches import Batches
+from ticketlab.errors import TicketlabError
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,10 +19,10 @@ import inspect
 import torch
 from torch import nn
 
-from ..errors import TicketlabError, closest
+from ticketlab.errors import TicketlabError, closest
 
 # Importing a family module registers it; hf imports transformers only when a language model is built.
-from . import (  # noqa: F401
+from ticketlab.models import (  # noqa: F401
     alexnet,
     cifar_resnet,
     cifar_vgg,
@@ -36,7 +36,7 @@ from . import (  # noqa: F401
     squeezenet,
     vgg,
 )
-from .spec import MODELS, ModelSpec
+from ticketlab.models.spec import MODELS, ModelSpec
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "model_info"]
 

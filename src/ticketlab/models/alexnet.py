@@ -9,8 +9,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .init import kaiming_normal_
-from .spec import MODELS
+from ticketlab.models.init import kaiming_normal_
+from ticketlab.models.spec import MODELS
 
 INPUT_SHAPE = (3, 227, 227)
 

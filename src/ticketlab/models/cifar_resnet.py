@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TicketlabError
-from .init import kaiming_normal_
-from .spec import MODELS
+from ticketlab.errors import TicketlabError
+from ticketlab.models.init import kaiming_normal_
+from ticketlab.models.spec import MODELS
 
 INPUT_SHAPE = (3, 32, 32)
 SHORTCUTS = ("conv", "pad")

@@ -8,8 +8,8 @@ features and a single fc layer 512 -> classes. Parameter names equal OpenLTH's (
 import torch
 from torch import nn
 
-from .init import kaiming_normal_
-from .spec import MODELS
+from ticketlab.models.init import kaiming_normal_
+from ticketlab.models.spec import MODELS
 
 INPUT_SHAPE = (3, 32, 32)
 PLANS = {

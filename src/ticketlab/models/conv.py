@@ -9,8 +9,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .init import glorot_normal_
-from .spec import MODELS
+from ticketlab.models.init import glorot_normal_
+from ticketlab.models.spec import MODELS
 
 INPUT_SHAPE = (3, 32, 32)
 WIDTHS = (64, 128, 256)  # filters of the first, second and third pair of convolutions

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TicketlabError
-from ..graph import Adjacency, Graph, cora_shaped
-from .spec import MODELS
+from ticketlab.errors import TicketlabError
+from ticketlab.models.graph import Adjacency, Graph, cora_shaped
+from ticketlab.models.spec import MODELS
 
 
 def dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -45,7 +45,7 @@ class GraphModel(nn.Module):
     """The graph and its shared adjacency; subclasses define `logits()` for all nodes."""
 
     input_shape = ()  # one node id
-    count_per_forward = True  # ticketlab.counting: every forward computes the whole graph, whatever rows it returns
+    count_per_forward = True  # ticketlab.core.counting: every forward computes the whole graph, whatever rows it returns
 
     def __init__(self, graph: Graph):
         super().__init__()
@@ -56,7 +56,7 @@ class GraphModel(nn.Module):
         return self.logits()[node_ids]
 
     def example_input(self, batch: int = 2, seed: int = 0) -> torch.Tensor:
-        """Node ids to count with (ticketlab.counting): any ids give the same work."""
+        """Node ids to count with (ticketlab.core.counting): any ids give the same work."""
         return torch.arange(min(batch, self.features.shape[0]), device=self.features.device)
 
 
@@ -110,7 +110,7 @@ def _need_graph(name: str, graph) -> Graph:
     if graph is None:
         return cora_shaped()
     if not isinstance(graph, Graph):
-        raise TicketlabError(f"model {name!r} option graph must be a ticketlab.graph.Graph, got {type(graph).__name__}")
+        raise TicketlabError(f"model {name!r} option graph must be a ticketlab.models.graph.Graph, got {type(graph).__name__}")
     return graph
 
 

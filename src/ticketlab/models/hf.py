@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import TicketlabError
-from .spec import MODELS
+from ticketlab.errors import TicketlabError
+from ticketlab.models.spec import MODELS
 
 TEXT_INPUT = (3, 128)  # (input_ids, attention_mask, token_type_ids) x max sequence length, as GLUE fine-tuning
 # transformers reads .bin checkpoints with torch.load(weights_only=True): no code runs from them.
@@ -83,7 +83,7 @@ class SequenceClassifier(nn.Module):
         return self.hf(**inputs).logits
 
     def example_input(self, batch: int = 2, seed: int = 0) -> torch.Tensor:
-        """Random token ids, full attention, one segment (ticketlab.counting and tests use it)."""
+        """Random token ids, full attention, one segment (ticketlab.core.counting and tests use it)."""
         device = next(self.parameters()).device
         if device.type == "meta":
             return torch.empty(batch, *self.input_shape, dtype=torch.int64, device=device)

@@ -7,8 +7,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .init import glorot_normal_
-from .spec import MODELS
+from ticketlab.models.init import glorot_normal_
+from ticketlab.models.spec import MODELS
 
 
 class LeNet300(nn.Sequential):

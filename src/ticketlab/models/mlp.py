@@ -9,9 +9,9 @@ from itertools import pairwise
 
 from torch import nn
 
-from ..errors import TicketlabError
-from .init import glorot_normal_
-from .spec import MODELS
+from ticketlab.errors import TicketlabError
+from ticketlab.models.init import glorot_normal_
+from ticketlab.models.spec import MODELS
 
 
 def _positive_ints(name: str, values, allow_empty: bool) -> tuple[int, ...]:

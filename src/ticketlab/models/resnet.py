@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TicketlabError
-from .init import kaiming_normal_
-from .spec import MODELS
+from ticketlab.errors import TicketlabError
+from ticketlab.models.init import kaiming_normal_
+from ticketlab.models.spec import MODELS
 
 IMAGENET_SHAPE = (3, 224, 224)
 CIFAR_SHAPE = (3, 32, 32)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..registry import Registry
+from ticketlab.core.registry import Registry
 
 
 @dataclass(frozen=True)

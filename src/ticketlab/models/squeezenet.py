@@ -8,9 +8,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..errors import TicketlabError
-from .init import kaiming_normal_
-from .spec import MODELS
+from ticketlab.errors import TicketlabError
+from ticketlab.models.init import kaiming_normal_
+from ticketlab.models.spec import MODELS
 
 INPUT_SHAPE = (3, 224, 224)
 # (squeeze, expand) channels of fire2..fire9; each expand branch has `expand` filters.

@@ -8,8 +8,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .init import kaiming_normal_
-from .spec import MODELS
+from ticketlab.models.init import kaiming_normal_
+from ticketlab.models.spec import MODELS
 
 INPUT_SHAPE = (3, 224, 224)
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))

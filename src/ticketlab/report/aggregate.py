@@ -5,8 +5,8 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from ..masks import describe_density
-from .runs import KINDS, Run, Stage
+from ticketlab.core.masks import describe_density
+from ticketlab.report.runs import KINDS, Run, Stage
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The report documents: a list of blocks (headings, paragraphs, lists, tables, figures) rendered to Markdown and
-to HTML, written as report.md and report.html with the PNG figures (ticketlab.figures) beside them."""
+to HTML, written as report.md and report.html with the PNG figures (ticketlab.report.figures) beside them."""
 
 import html
 import re
 from pathlib import Path
 
-from ..files import write_bytes_atomic
-from .aggregate import Group, fmt_acc, fmt_count, fmt_density, fmt_steps, group_runs
-from .runs import LABELS, Run
-from .text import paper_sentences, summary_sentences
+from ticketlab.core.files import write_bytes_atomic
+from ticketlab.report.aggregate import Group, fmt_acc, fmt_count, fmt_density, fmt_steps, group_runs
+from ticketlab.report.runs import LABELS, Run
+from ticketlab.report.text import paper_sentences, summary_sentences
 
 TABLE_HEADER = ["level", "network", "kept", "params kept", "MACs kept", "test acc. at early stop (%)",
                 "early-stop iteration", "seeds", "status"]
@@ -27,7 +27,7 @@ def run_line(run: Run) -> str:
 
 
 def group_blocks(group: Group, prefix: str, out_dir: Path) -> list[tuple]:
-    from .. import figures  # matplotlib only when figures are drawn
+    from ticketlab import figures  # matplotlib only when figures are drawn
 
     blocks: list[tuple] = [("h2", group.label), ("p", f"Settings (non-default): {group.settings}."),
                            ("list", [run_line(r) for r in group.runs]), ("h3", "Summary")]
@@ -116,7 +116,7 @@ def render_html(blocks: list[tuple]) -> str:
 
 def write_report(runs: list[Run], out_dir) -> tuple[Path, Path]:
     """report.md and report.html in `out_dir`, with the figures as PNG files beside them (relative links)."""
-    from ..figures import FIGURES
+    from ticketlab.report.figures import FIGURES
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TicketlabError
-from ..files import load_tensors, read_json
-from ..masks import Masks
-from ..store import read_metrics
+from ticketlab.core.files import load_tensors, read_json
+from ticketlab.core.masks import Masks
+from ticketlab.engine.store import read_metrics
+from ticketlab.errors import TicketlabError
 
 # the kinds of stage, in the order the report shows them, and their display names
 KINDS = ("imp", "random_pruning", "random_reinit", "oneshot")

@@ -1,9 +1,10 @@
 """The terminal view of a report: the summary sentences, the paper-vs-ours lines for presets with a row in the
-talk's Table 2 (ticketlab.table2.PAPER), and `summary_table`."""
+talk's Table 2 (ticketlab.report.published.PAPER), and `summary_table`."""
 
-from ..counting.render import aligned_table
-from .aggregate import Group, Row, fmt_acc, fmt_density, fmt_steps, group_runs, setting
-from .runs import LABELS, Run
+from ticketlab.core.counting.render import aligned_table
+from ticketlab.report.aggregate import Group, Row, fmt_acc, fmt_density, fmt_steps, group_runs, setting
+from ticketlab.report.published import PAPER, changed_settings
+from ticketlab.report.runs import LABELS, Run
 
 
 def _pp(row: Row, dense: Row | None) -> str:
@@ -38,12 +39,10 @@ def summary_sentences(group: Group) -> list[str]:
     return out
 
 
-# -- paper vs ours: runs of a preset with a row in the talk's Table 2 (ticketlab.table2.PAPER) -------------------
+# -- paper vs ours: runs of a preset with a row in the talk's Table 2 (ticketlab.report.published.PAPER) -------------------
 
 def paper_row(group: Group):
-    """The talk's Table 2 row of the group's preset (a `table2.PaperRow`), or None."""
-    from ..table2 import PAPER
-
+    """The talk's Table 2 row of the group's preset (a `PaperRow`), or None."""
     return PAPER.get(group.runs[0].meta.get("preset"))
 
 
@@ -59,8 +58,6 @@ def paper_sentences(group: Group) -> list[str]:
     paper = paper_row(group)
     if paper is None:
         return []
-    from ..table2 import changed_settings
-
     preset = group.runs[0].meta.get("preset")
     out = [f"Paper (the talk's Table 2, {paper.network} on {paper.dataset}, {paper.source}): "
            f"{paper.before:.2f}% before pruning, {paper.after:.2f}% after."]

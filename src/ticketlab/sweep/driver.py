@@ -9,12 +9,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TicketlabError
-from ..files import write_bytes_atomic
-from ..store import run_lock
-from .index import Index
-from .jobs import Job, Outcome, pack
-from .spec import SweepSpec, dump, parse_spec
+from ticketlab.core.files import write_bytes_atomic
+from ticketlab.engine.store import run_lock
+from ticketlab.errors import TicketlabError
+from ticketlab.sweep.index import Index
+from ticketlab.sweep.jobs import Job, Outcome, pack
+from ticketlab.sweep.spec import SweepSpec, dump, parse_spec
 
 
 @dataclass
@@ -97,10 +97,10 @@ def run_sweep(spec: SweepSpec, root: str | Path, quiet: bool = False) -> Index:
 
 def make_executor(spec: SweepSpec):
     if spec.executor == "ray":
-        from .ray import RayExecutor
+        from ticketlab.sweep.ray import RayExecutor
 
         return RayExecutor(spec.ray, spec.workers)
-    from .local import LocalExecutor
+    from ticketlab.sweep.local import LocalExecutor
 
     return LocalExecutor(spec.workers)
 
@@ -110,7 +110,7 @@ def check_same_sweep(root: Path, spec: SweepSpec) -> None:
     path = root / "sweep.yaml"
     if not path.exists():
         return
-    from ..config import load_yaml
+    from ticketlab.engine.config import load_yaml
 
     existing = parse_spec(load_yaml(path), f"sweep file {path}")
     if existing.what_runs() != spec.what_runs():

@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..files import read_json, write_json_atomic
-from .spec import RunPlan
+from ticketlab.core.files import read_json, write_json_atomic
+from ticketlab.sweep.spec import RunPlan
 
 STATUSES = ("pending", "running", "done", "failed")
 

@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SeedConfig
-from .spec import RunPlan
+from ticketlab.engine.config import SeedConfig
+from ticketlab.sweep.spec import RunPlan
 
 USER_ERROR = 2  # the exit status of a TicketlabError: the same input fails the same way, so it is not retried
 

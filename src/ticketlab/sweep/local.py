@@ -5,8 +5,8 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from .jobs import Outcome
-from .worker import execute
+from ticketlab.sweep.jobs import Outcome
+from ticketlab.sweep.worker import execute
 
 
 class LocalExecutor:

@@ -8,10 +8,10 @@ Ray's own task retries are off: a failed attempt is retried here, counted in ind
 import socket
 from collections import deque
 
-from ..errors import TicketlabError
-from .jobs import Outcome
-from .spec import RayOptions
-from .worker import execute
+from ticketlab.errors import TicketlabError
+from ticketlab.sweep.jobs import Outcome
+from ticketlab.sweep.spec import RayOptions
+from ticketlab.sweep.worker import execute
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the head node before giving up
 

@@ -9,7 +9,7 @@
     pack: true                                # runs differing only in seeds train as one batched job
     ray: {address: 10.0.0.1:6379, num_cpus: 1, num_gpus: 0}
 
-Every point of the grid is built into a full Config (ticketlab.presets.build_config) before anything runs, so a bad
+Every point of the grid is built into a full Config (ticketlab.engine.presets.build_config) before anything runs, so a bad
 key or value is one line naming it, with the closest allowed name."""
 
 import copy
@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from ..config import Config, load_yaml
-from ..errors import TicketlabError, unknown
+from ticketlab.engine.config import Config, load_yaml
+from ticketlab.errors import TicketlabError, unknown
 
 EXECUTORS = ("local", "ray")
 SEED_KEYS = ("seeds.init", "seeds.data", "seeds.prune")
@@ -73,7 +73,7 @@ class SweepSpec:
 
     def runs(self) -> list[RunPlan]:
         """Every grid point as a validated config; two points giving the same run are refused."""
-        from ..presets import build_config
+        from ticketlab.engine.presets import build_config
 
         plans, seen = [], {}
         for point in self.points():
@@ -179,8 +179,8 @@ def check_int(value: Any, what: str, low: int, none_ok: bool = False) -> None:
 
 def check_names(cfg: Config) -> None:
     """Model and dataset names exist (cheap; loading the data is the worker's job)."""
-    from ..data import DATASETS
-    from ..models import model_info
+    from ticketlab.data import DATASETS
+    from ticketlab.models import model_info
 
     model_info(cfg.model.name)
     DATASETS.get(cfg.data.name)

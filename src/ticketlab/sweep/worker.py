@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import TicketlabError
-from .jobs import Outcome
+from ticketlab.errors import TicketlabError
+from ticketlab.sweep.jobs import Outcome
 
 PARENT_ENV = "TICKETLAB_SWEEP_PARENT"
 
@@ -45,12 +45,14 @@ def last_line(path: str) -> str:
 
 
 def run_job(payload: dict) -> None:
-    from ..config import from_dict
-    from ..lottery import Lottery
-    from ..stages import run_lotteries
-    from ..store import run_locks
+    from ticketlab.accel import select
+    from ticketlab.engine.config import from_dict
+    from ticketlab.engine.lottery import Lottery
+    from ticketlab.engine.stages import run_lotteries
+    from ticketlab.engine.store import run_locks
 
-    lotteries = [Lottery.open(from_dict(c), payload["runs_dir"], payload["preset"]) for c in payload["configs"]]
+    lotteries = [Lottery.open(from_dict(c), payload["runs_dir"], payload["preset"], accelerator=select())
+                 for c in payload["configs"]]
     with run_locks([lottery.store.root for lottery in lotteries], wait=True):  # another writer: wait, never mix
         for store in run_lotteries(lotteries):
             print(f"run finished: {store.root}", flush=True)

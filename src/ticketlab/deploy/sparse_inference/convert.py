@@ -1,0 +1,131 @@
+"""The entry point: `sparsify` measures each pruned layer's kernels per batch size and converts where sparse won."""
+
+import copy
+
+import torch
+from torch import nn
+
+from ticketlab.core.masks import Masks
+from ticketlab.deploy.sparse_inference.choices import _choices
+from ticketlab.deploy.sparse_inference.fused import FusedChain
+from ticketlab.deploy.sparse_inference.fusing import _fuse_chains, _shortcut_whole_chain
+from ticketlab.deploy.sparse_inference.kernels import KERNELS, available_kernels, numba_kernels
+from ticketlab.deploy.sparse_inference.layers import SparseConv2d, SparseLayer, SparseLinear, _convertible
+from ticketlab.deploy.sparse_inference.replace import _replace
+from ticketlab.deploy.sparse_inference.timing import time_kernels
+from ticketlab.deploy.sparse_inference.whole_model import _check_whole_model
+from ticketlab.errors import TicketlabError
+
+
+def sparsify(model: nn.Module, masks: Masks | None = None, batch_sizes=(1, 64), example_input=None,
+             kernels=None, margin: float = 0.05, min_time: float = 0.05, max_density: float = 0.7,
+             check_model: bool = True, fuse: bool = True) -> nn.Module:
+    """A copy of `model` whose pruned Linear/Conv2d layers run the fastest kernel measured on this machine.
+
+    masks: which weights are kept (default: the non-zero weights). batch_sizes: the batch sizes to measure and
+    plan for. example_input: one batch, to learn the input size of conv layers (default: a random batch of
+    `model.input_shape`; without either, convs stay dense). kernels: candidates (default: all available).
+    margin: a sparse kernel must beat dense by this fraction. min_time: seconds of timing per kernel and batch
+    size. Layers denser than `max_density` are left dense without measuring. check_model: then time the whole
+    converted model against its dense self at each batch size (needs example_input or input_shape) and go dense
+    where it did not win by `margin` end to end. fuse: run chains [Flatten ->] Linear -> ReLU -> Linear ... of an
+    nn.Sequential at batch 1 as one compiled call (FusedChain) where that was measured faster. The choices are in
+    `layer_choices(model)`, the fused chains in `model.sparse_fused` ({name: (modules seconds, fused seconds)}), the
+    end-to-end timings in `model.sparse_model_timings` ({batch: (dense seconds, sparse seconds)})."""
+    batch_sizes = _check_batch_sizes(batch_sizes)
+    kernels = _check_kernels(kernels)
+    masks = masks if masks is not None else Masks.from_model_zeros(model)
+    masks.check(model)
+    model = copy.deepcopy(model).eval()
+    masks.apply(model)
+    example = _example(model, example_input)
+    shapes = _input_shapes(model, example)
+    if numba_kernels():
+        import numba
+
+        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    choices = []
+    for name, module in list(model.named_modules()):
+        mask = masks.get(f"{name}.weight")
+        if mask is None or not _convertible(module) or float(mask.float().mean()) > max_density:
+            continue
+        if module.weight.device.type != "cpu" or module.weight.dtype != torch.float32:
+            continue
+        if isinstance(module, nn.Conv2d) and name not in shapes:
+            continue
+        layer = (SparseLinear if isinstance(module, nn.Linear) else SparseConv2d)(module, mask.cpu())
+        example_shape = shapes.get(name, (module.weight.shape[1],))
+        _measure(layer, example_shape, batch_sizes, kernels, margin, min_time)
+        choices.append((name, layer))
+        if any(k != "dense" for k in layer.plan.values()):
+            _replace(model, name, layer)
+    model.sparse_fused = {}
+    if fuse and numba_kernels() and 1 in batch_sizes:
+        _fuse_chains(model, masks, margin, min_time)
+        _shortcut_whole_chain(model)
+    model.sparse_model_timings = {}
+    if check_model and example is not None and any(isinstance(m, SparseLayer | FusedChain) for m in model.modules()):
+        model.sparse_model_timings = _check_whole_model(model, example, batch_sizes, min_time, margin)
+    model.sparse_choices = [c for name, layer in choices for c in _choices(name, layer)]
+    for name, module in list(model.named_modules()):  # (fused chains move layers: look them up again)
+        if isinstance(module, SparseLayer) and all(k == "dense" for k in module.plan.values()):
+            _replace(model, name, module.dense)
+    return model
+
+
+def _check_batch_sizes(batch_sizes) -> tuple[int, ...]:
+    sizes = tuple(batch_sizes)
+    if not sizes or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in sizes):
+        raise TicketlabError(f"batch_sizes must be positive integers, got {batch_sizes!r}")
+    return sizes
+
+
+def _check_kernels(kernels) -> tuple[str, ...]:
+    allowed = available_kernels()
+    if kernels is None:  # one thread: the parallel kernel is the serial one plus a thread pool's overhead
+        kernels = tuple(k for k in allowed if k != "numba-parallel" or torch.get_num_threads() > 1)
+    for k in kernels:
+        if k not in allowed:
+            missing = " (numba is not installed)" if k in KERNELS else ""
+            raise TicketlabError(f"unknown or unavailable kernel {k!r}{missing}; available: {', '.join(allowed)}")
+    return ("dense", *[k for k in kernels if k != "dense"])
+
+
+def _example(model: nn.Module, example_input) -> torch.Tensor | None:
+    if example_input is not None:
+        return example_input
+    shape = getattr(model, "input_shape", None)
+    return None if shape is None else torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+
+
+def _input_shapes(model: nn.Module, example_input) -> dict[str, tuple[int, ...]]:
+    """Per-example input shape of every Conv2d, from one forward pass of `example_input`."""
+    if example_input is None:
+        return {}
+    shapes, hooks = {}, []
+
+    def record(name):
+        def hook(module, args, output) -> None:
+            shapes[name] = tuple(args[0].shape[1:])
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(record(name)))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _measure(layer: SparseLayer, example_shape, batch_sizes, kernels, margin: float, min_time: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    for batch in batch_sizes:
+        x = torch.randn(batch, *example_shape, generator=generator)
+        seconds = time_kernels(layer, x, kernels, min_time)
+        best = min(seconds, key=seconds.__getitem__)
+        layer.timings[batch] = seconds
+        layer.plan[batch] = best if seconds[best] * (1 + margin) < seconds["dense"] else "dense"

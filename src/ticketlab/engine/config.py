@@ -1,0 +1,276 @@
+"""Typed experiment configuration: dataclasses with help text, YAML files, `section.key=value` overrides,
+validation at load, and a stable hash of the non-default settings that names the run directory."""
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from ticketlab.errors import TicketlabError, unknown
+
+DURATION = re.compile(r"^(\d+)(it|ep)$")
+
+
+def parse_duration(text: str, steps_per_epoch: int, what: str = "duration") -> int:
+    """'50000it' -> 50000 steps; '40ep' -> 40 * steps_per_epoch steps."""
+    match = DURATION.match(str(text).strip())
+    if not match:
+        raise TicketlabError(f"{what} {text!r} must look like '500it' (iterations) or '40ep' (epochs)")
+    n, unit = int(match[1]), match[2]
+    return n if unit == "it" else n * steps_per_epoch
+
+
+def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class ModelConfig:
+    name: str = _help("registered model name (`ticketlab models`)", "lenet300")
+    path: str | None = _help("directory of pretrained weights for models that load them (Hugging Face format)", None)
+
+
+@dataclass
+class DataConfig:
+    name: str = _help("registered dataset name (`ticketlab data list`)", "mnist-mini")
+    root: str | None = _help("directory holding the dataset files (datasets read from disk)", None)
+    batch_size: int = _help("training batch size", 60)
+    tokenizer: str | None = _help("text datasets: tokenizer directory (default: model.path)", None)
+    augment: str = _help("training-batch augmentation: none | cifar (random crop, pad 4, and flip)", "none")
+
+
+@dataclass
+class TrainConfig:
+    steps: str = _help("training length per level: '50000it' or '40ep'", "10ep")
+    optimizer: str = _help("sgd | adam | adamw", "adam")
+    lr: float = _help("peak learning rate", 1.2e-3)
+    momentum: float = _help("SGD momentum", 0.0)
+    weight_decay: float = _help("weight decay (pruned weights stay zero regardless)", 0.0)
+    schedule: str = _help("constant | step | linear (to zero) | cosine (to zero)", "constant")
+    milestones: list[str] = _help("step schedule: when to multiply the lr by gamma ('20000it', '80ep')", factory=list)
+    gamma: float = _help("step schedule factor", 0.1)
+    warmup: str = _help("linear warmup length ('0it' = none)", "0it")
+    eval_every: str = _help("evaluate on validation and test sets every ...", "1ep")
+    checkpoint_every: str = _help("write a resumable checkpoint every ...", "1ep")
+    device: str = _help("auto (cuda when present, else cpu) | cpu | cuda | cuda:N | mps", "auto")
+    precision: str = _help("fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling, CUDA only)", "fp32")
+    channels_last: bool = _help("convnets: NHWC memory format (faster on GPUs with tensor cores)", False)
+    compile: bool = _help("torch.compile the model (opt-in; first steps are slow)", False)
+    batch_tickets: int = _help("train up to this many ready stages (seeds, baselines) of one architecture as one "
+                               "batched model (Linear layers keeping <= 40% train sparse); 1 = one at a time (MLPs and "
+                               "plain convnets; fp32)", 8)
+
+
+@dataclass
+class PruneConfig:
+    criterion: str = _help("magnitude | random | neuron", "magnitude")
+    scope: str = _help("layer (each tensor loses `rate`) | global (one threshold)", "layer")
+    rate: float = _help("fraction of the remaining weights removed per level, in [0, 1)", 0.2)
+    rate_of: str = _help("remaining (IMP's usual rule) | original (remove `rate` of the original count per level, "
+                         "as BERT tickets do)", "remaining")
+    rates: dict[str, float] = _help("per-tensor rate overrides: {name or glob: rate}", factory=dict)
+    exclude: list[str] = _help("tensors never pruned (names or globs)", factory=list)
+
+
+@dataclass
+class LotteryConfig:
+    levels: int = _help("number of pruning levels after the dense level 0", 10)
+    rewind: str = _help("init (θ0) | '<k>it'/'<k>ep' (late rewinding to θk) | none (fine-tune) | lr (lr rewinding)",
+                        "init")
+    target_density: float | None = _help("stop once the density is at most this (fraction kept)", None)
+    max_drop: float | None = _help("stop when validation accuracy falls more than this (fraction) below level 0", None)
+    baselines: list[str] = _help("random_pruning | random_reinit | oneshot, trained beside every level",
+                                 factory=lambda: ["random_pruning", "random_reinit"])
+
+
+@dataclass
+class SeedConfig:
+    init: int = _help("seed of the initialisation", 0)
+    data: int = _help("seed of the data order (and of the validation split)", 0)
+    prune: int = _help("seed of random pruning", 0)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    lottery: LotteryConfig = field(default_factory=LotteryConfig)
+    seeds: SeedConfig = field(default_factory=SeedConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def non_default(self) -> dict:
+        """The settings that differ from the defaults and change results, as {section: {key: value}}."""
+        default, mine = Config().to_dict(), self.to_dict()
+        out = {}
+        for section, values in mine.items():
+            diff = {k: v for k, v in values.items() if v != default[section][k] and (section, k) not in NOT_HASHED}
+            if diff:
+                out[section] = diff
+        return out
+
+    def hash(self) -> str:
+        """Stable name of the settings: sha256 of the canonical JSON of the non-default settings."""
+        text = json.dumps(self.non_default(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def run_name(self) -> str:
+        return f"{self.model.name}-{self.data.name}-{self.hash()}"
+
+
+# Where the data lives and how often checkpoints are written do not change results: same run, same hash.
+# Batching tickets does not change results either: on one thread a batched stage is bit for bit the unbatched one
+# (tested, engine included); on more threads they differ as unbatched runs with other thread counts do, which no hash
+# records. Each stage's summary says how many stages trained together ("batched").
+NOT_HASHED = {("data", "root"), ("train", "checkpoint_every"), ("train", "batch_tickets")}
+# Device, precision and the speed options stay in the hash: other kernels can give other numbers.
+SECTIONS = {f.name: f.type for f in fields(Config)}
+ALLOWED = {
+    ("train", "optimizer"): ("sgd", "adam", "adamw"),
+    ("train", "schedule"): ("constant", "step", "linear", "cosine"),
+    ("train", "precision"): ("fp32", "bf16", "fp16"),
+    ("prune", "criterion"): ("magnitude", "random", "neuron"),
+    ("prune", "scope"): ("layer", "global"),
+    ("prune", "rate_of"): ("remaining", "original"),
+}
+BASELINES = ("random_pruning", "random_reinit", "oneshot")
+
+
+def _coerce(value: Any, kind, where: str):
+    """Check `value` against the annotated type; YAML strings from --set are parsed first."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is not None and type(None) in args:  # X | None
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        origin, args = get_origin(kind), get_args(kind)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind in (int, str) and isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    if origin is list and isinstance(value, list):
+        return [_coerce(v, args[0], where) for v in value]
+    if origin is dict and isinstance(value, dict):
+        return {_coerce(k, args[0], where): _coerce(v, args[1], where) for k, v in value.items()}
+    name = getattr(kind, "__name__", str(kind))
+    raise TicketlabError(f"{where} must be {name}, got {value!r}")
+
+
+def from_dict(data: dict) -> Config:
+    """A validated Config from nested {section: {key: value}}; unknown keys suggest the closest name."""
+    cfg = Config()
+    if not isinstance(data, dict):
+        raise TicketlabError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise unknown("config section", section, SECTIONS)
+        if not isinstance(values, dict):
+            raise TicketlabError(f"config section {section!r} must be a mapping, got {values!r}")
+        target = getattr(cfg, section)
+        hints = get_type_hints(type(target))
+        for key, value in values.items():
+            if key not in hints:
+                raise unknown(f"config key in [{section}]", key, hints)
+            setattr(target, key, _coerce(value, hints[key], f"{section}.{key}"))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need no data or model: choices, ranges, duration syntax."""
+    from ticketlab.core.pruning import check_density, check_rate
+
+    for (section, key), allowed in ALLOWED.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise unknown(f"{section}.{key}", value, allowed)
+    from ticketlab.data.augment import AUGMENTATIONS
+
+    AUGMENTATIONS.get(cfg.data.augment)
+    for b in cfg.lottery.baselines:
+        if b not in BASELINES:
+            raise unknown("baseline", b, BASELINES)
+    check_rate(cfg.prune.rate, "prune.rate")
+    for pattern, r in cfg.prune.rates.items():
+        check_rate(r, f"prune.rates[{pattern!r}]")
+    if cfg.lottery.target_density is not None:
+        check_density(cfg.lottery.target_density, "lottery.target_density")
+    if cfg.lottery.levels < 0:
+        raise TicketlabError(f"lottery.levels must be >= 0, got {cfg.lottery.levels}")
+    if cfg.data.batch_size < 1:
+        raise TicketlabError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if cfg.train.batch_tickets < 1:
+        raise TicketlabError(f"train.batch_tickets must be >= 1 (1 = no batching), got {cfg.train.batch_tickets}")
+    if cfg.train.lr <= 0:
+        raise TicketlabError(f"train.lr must be > 0, got {cfg.train.lr}")
+    for key in ("steps", "warmup", "eval_every", "checkpoint_every"):
+        parse_duration(getattr(cfg.train, key), 1, f"train.{key}")
+    for m in cfg.train.milestones:
+        parse_duration(m, 1, "train.milestones entry")
+    if cfg.lottery.rewind not in ("init", "none", "lr"):
+        parse_duration(cfg.lottery.rewind, 1, "lottery.rewind (or init | none | lr)")
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Merge `section.key=value` strings (values parsed as YAML: 0.1, [a, b], null) into nested `data`."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2:
+            raise TicketlabError(f"override {item!r} must look like section.key=value, e.g. train.lr=0.01")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        data.setdefault(parts[0], {})
+        if not isinstance(data[parts[0]], dict):
+            raise TicketlabError(f"override {item!r}: {parts[0]!r} is not a section")
+        data[parts[0]][parts[1]] = value
+    return data
+
+
+def load_yaml(path: str | Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise TicketlabError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise TicketlabError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return data or {}
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = json.loads(json.dumps(base))
+    for section, values in extra.items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            out[section].update(values)
+        else:
+            out[section] = values
+    return out
+
+
+def help_text() -> dict[str, dict[str, str]]:
+    """{section: {key: help}} for docs and `--help`."""
+    return {
+        f.name: {g.name: g.metadata.get("help", "") for g in fields(f.default_factory())}
+        for f in fields(Config)
+    }
+

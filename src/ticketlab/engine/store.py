@@ -1,0 +1,202 @@
+"""Run directories (layout: docs/run-directory.md), resumable checkpoints, and weight files.
+
+A stage (one training of IMP at a level, or of a baseline) is finished when its summary.json exists; everything
+a stage writes before that is either complete or ignored, so a run killed at any moment resumes cleanly."""
+
+import json
+import os
+import socket
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ticketlab.core.files import load_tensors, read_json, save_tensors, write_bytes_atomic, write_json_atomic
+from ticketlab.engine.config import Config, from_dict
+from ticketlab.errors import TicketlabError
+
+
+class RunStore:
+    """Paths of one run directory; `open` refuses a directory that holds a different config."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @classmethod
+    def open(cls, runs_dir: str | Path, cfg: Config, preset: str | None = None) -> "RunStore":
+        store = cls(Path(runs_dir) / cfg.run_name())
+        record = {"hash": cfg.hash(), "config": cfg.to_dict(), "non_default": cfg.non_default(), "preset": preset}
+        if store.config_path.exists():
+            existing = read_json(store.config_path)
+            if existing.get("hash") != cfg.hash():
+                raise TicketlabError(
+                    f"run directory {store.root} holds a different config (hash {existing.get('hash')}, "
+                    f"this one {cfg.hash()}); choose another --runs-dir"
+                )
+        else:
+            write_json_atomic(store.config_path, record)
+        return store
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    def config(self) -> Config:
+        return from_dict(read_json(self.config_path)["config"])
+
+    @property
+    def init_path(self) -> Path:
+        return self.root / "init.safetensors"
+
+    @property
+    def rewind_path(self) -> Path:
+        return self.root / "rewind.safetensors"
+
+    def level(self, level: int) -> Path:
+        return self.root / f"level_{level:02d}"
+
+    def baseline(self, level: int, name: str) -> Path:
+        return self.level(level) / "baselines" / name
+
+    def levels(self) -> list[int]:
+        return sorted(int(p.name[6:]) for p in self.root.glob("level_*") if p.name[6:].isdigit())
+
+
+def is_done(stage: Path) -> bool:
+    return (stage / "summary.json").exists()
+
+
+def save_weights(path: Path, model: nn.Module) -> None:
+    save_tensors(path, model.state_dict())
+
+
+def load_weights(path: Path, model: nn.Module) -> nn.Module:
+    """Load a state dict saved by `save_weights` into `model` (strict: names and shapes must match)."""
+    tensors, _ = load_tensors(path)
+    own = model.state_dict()
+    for name, t in own.items():
+        if name not in tensors:
+            raise TicketlabError(f"{path} lacks tensor {name!r} of the model")
+        if tensors[name].shape != t.shape:
+            shape = tuple(tensors[name].shape)
+            raise TicketlabError(f"{path}: tensor {name!r} has shape {shape}, the model {tuple(t.shape)}")
+    extra = sorted(set(tensors) - set(own))
+    if extra:
+        raise TicketlabError(f"{path} has tensor {extra[0]!r} that the model lacks")
+    model.load_state_dict(tensors)
+    return model
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra: dict) -> None:
+    """Model, optimizer state, torch RNG state and `extra` (JSON-able: step, accumulators) in one atomic file."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_meta = {}
+    for idx, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{idx}.{key}"] = value
+            else:
+                opt_meta[f"{idx}.{key}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"extra": json.dumps(extra), "optimizer": json.dumps(opt_meta)}
+    save_tensors(path, tensors, metadata=meta)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore what `save_checkpoint` wrote; returns `extra`."""
+    tensors, meta = load_tensors(path)
+    try:
+        extra, opt_meta = json.loads(meta["extra"]), json.loads(meta["optimizer"])
+    except (KeyError, json.JSONDecodeError):
+        raise TicketlabError(f"corrupt checkpoint {path}: bad metadata") from None
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for key, value in [*((k[4:], v) for k, v in tensors.items() if k.startswith("opt.")), *opt_meta.items()]:
+        idx, _, name = key.partition(".")
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    return extra
+
+
+def read_metrics(path: Path, upto_step: int | None = None) -> list[dict]:
+    """The rows of metrics.jsonl, for training on resume and for the report (which may read a live run).
+
+    Blank lines are skipped, and so is an unterminated last line: a writer killed, or still busy, mid-append. With
+    `upto_step` (resume), rows after the checkpoint's step are dropped. Any other line that is not JSON is
+    corruption, not a torn write, and raises rather than silently losing the rows after it."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                break
+            raise TicketlabError(f"corrupt metrics file {path}: line {i + 1} is not JSON") from None
+        if upto_step is not None and row["step"] > upto_step:
+            break
+        rows.append(row)
+    return rows
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def append_metrics(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+# -- who writes a run directory -------------------------------------------------------------------------------------
+@contextmanager
+def run_lock(root: str | Path, wait: bool = False, what: str = "run directory"):
+    """Hold `<root>/.lock` (fcntl.flock) while writing under `root`, so two writers never interleave: the second one
+    waits (`wait`) or is refused with one line naming the holder. The kernel frees the lock when its holder exits, even
+    by kill -9. Needs a filesystem with working flock (local disks; NFSv4 and most cluster filesystems)."""
+    import fcntl  # POSIX only; imported here so the rest of the store works everywhere
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise TicketlabError(f"{what} {root} is in use by {lock_holder(fd)}; wait for it or stop it") from None
+            print(f"waiting for {what} {root}, in use by {lock_holder(fd)}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def run_locks(roots, wait: bool = False):
+    """`run_lock` on several run directories, always taken in sorted order so two holders cannot deadlock."""
+    with ExitStack() as stack:
+        for root in sorted({Path(r) for r in roots}):
+            stack.enter_context(run_lock(root, wait))
+        yield
+
+
+def lock_holder(fd: int) -> str:
+    """'pid N on HOST (since ...)' as the holder wrote it; the content is informative only, the flock is the lock."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0))
+        return f"pid {info['pid']} on {info['host']} (since {info['since']})"
+    except (ValueError, KeyError, TypeError, OSError):
+        return "another process"

@@ -1,0 +1,190 @@
+"""Experiment `hessian`: the local convex region around the teacher. Smallest eigenvalue of the empirical loss's
+Hessian at W* vs r/N, and an estimate of the radius within which it stays positive definite.
+
+Protocol (ours), noiseless. At W* the residuals vanish and ReLU has no curvature almost everywhere, so the Hessian
+is the Gauss-Newton matrix J^T J / (N K^2) over the kept weights (student.hessian_at); lambda_min is reported
+times K^2 and also divided by its large-sample value lambda_pop(r) (estimated with N_pop samples), since
+restricting to r inputs changes the population Hessian itself. Claim: lambda_min / lambda_pop ≈ 1 - c·sqrt(r/N).
+
+Radius: away from W* the a.e. Hessian is still PSD (ReLU), so we use the smoothed Hessian (student.smoothed_hessian:
+the kinks' Dirac mass replaced by a band of half-width `width`·||w_j||), whose quadratic form matches a finite
+difference of the gradient. Along M random unit directions U on the mask we compute its lambda_min at
+W* + s·||W*||·U on a grid of s; a trial's radius is the smallest s at which some ray's lambda_min reaches 0
+(interpolated; the grid's end, a lower bound, when none does). Claim: the radius shrinks as sqrt(r/N) grows.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ticketlab.errors import TicketlabError
+from ticketlab.paper.theory.checks import memory, positive, teacher_shapes
+from ticketlab.paper.theory.fitting import finite_stats, fit_line
+from ticketlab.paper.theory.plots import figure, spread
+from ticketlab.paper.theory.registry import experiment
+from ticketlab.paper.theory.seeds import stream
+from ticketlab.paper.theory.student import hessian_at, kept_inputs, smoothed_hessian
+from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample
+
+
+@dataclass(frozen=True)
+class HessianSettings:
+    d: int = 100
+    K: int = 5
+    r_star: int = 10
+    rs: tuple[int, ...] = (10, 20, 40, 70, 100)
+    Ns: tuple[int, ...] = (1000, 2000, 4000, 8000, 16000)
+    N_pop: int = 32000  # large-sample reference for lambda_pop(r)
+    trials: int = 10
+    radius_rs: tuple[int, ...] = (10, 20, 40)  # r of the radius probe (a Hessian per point: K·r ≤ 200 keeps it fast)
+    directions: int = 4
+    radii: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
+    width: float = 0.05  # half-width of the kink band, relative to ||w_j||
+    chunk: int = 4000  # samples per Hessian accumulation chunk (bounds memory)
+
+
+def hessian_chunked(W, X, mask, chunk: int) -> torch.Tensor:
+    """Same as hessian_at but accumulated over sample chunks so N_pop fits in memory."""
+    N = X.shape[1]
+    total = None
+    for start in range(0, N, chunk):
+        part = hessian_at(W, X[:, start:start + chunk], mask) * X[:, start:start + chunk].shape[1]
+        total = part if total is None else total + part
+    return total / N
+
+
+def smallest_eigenvalue(W, X, mask, K: int, chunk: int) -> torch.Tensor:
+    H = hessian_chunked(W.double(), X.double(), mask, chunk)
+    return torch.linalg.eigvalsh(H)[:, 0] * K * K
+
+
+def smallest_eigenvalues_along_rays(teacher, X, y, mask, s_grid, directions: int, width: float, generator):
+    """lambda_min of the smoothed Hessian (student.smoothed_hessian) at W* + s·||W*||·U for M random unit
+    directions U on the mask and every s of the grid: (S, T, M), each divided by its value at W*."""
+    W_star = teacher.weights
+    T = W_star.shape[0]
+    U = torch.randn((directions, *W_star.shape), generator=generator, dtype=X.dtype) * mask
+    U = U / U.flatten(2).norm(dim=-1).view(directions, T, 1, 1)
+    scale = W_star.flatten(1).norm(dim=1).view(T, 1, 1)
+    Xk = kept_inputs(X, mask)  # the same for every point: gathered once
+
+    def lam(W):
+        return torch.linalg.eigvalsh(smoothed_hessian(W, X, y, mask, width, Xk).double())[:, 0]
+
+    at_teacher = lam(W_star)
+    return torch.stack([torch.stack([lam(W_star + s * scale * u) for u in U], dim=1) for s in s_grid]) / \
+        at_teacher.view(1, T, 1)
+
+
+def radius(ratios: torch.Tensor, s_grid) -> torch.Tensor:
+    """Per trial: the smallest distance at which some ray's lambda_min reaches 0 (linear interpolation on the
+    grid), or the grid's end when every ray stays positive definite (a lower bound)."""
+    worst = ratios.amin(2)  # (S, T): the least convex ray at each distance
+    out = torch.full((worst.shape[1],), float(s_grid[-1]))
+    for t in range(worst.shape[1]):  # T scalars, not samples: each trial's first crossing
+        below = (worst[:, t] <= 0).nonzero()
+        if below.numel():
+            i = int(below[0])
+            r0, r1 = (1.0, float(worst[0, t])) if i == 0 else (float(worst[i - 1, t]), float(worst[i, t]))
+            s0 = 0.0 if i == 0 else s_grid[i - 1]
+            out[t] = s0 + r0 / (r0 - r1) * (s_grid[i] - s0)
+    return out
+
+
+@experiment("hessian", "the pruned network's convex region is larger and steeper: lambda_min and radius "
+            "≈ 1 - c·sqrt(r/N)", HessianSettings,
+            quick={"d": 40, "r_star": 5, "rs": (5, 10, 20), "Ns": (500, 1000, 2000), "N_pop": 8000, "trials": 3,
+                   "radius_rs": (5, 20), "directions": 2, "radii": (0.2, 0.5, 1.0)})
+def run(s: HessianSettings, seed: int, out, max_bytes: int, progress=print) -> dict:
+    teacher_shapes(s.d, s.K, s.r_star, rs=s.rs, Ns=(*s.Ns, s.N_pop))
+    positive("trials", s.trials)
+    positive("directions", s.directions)
+    positive("chunk", s.chunk)
+    if not set(s.radius_rs) <= set(s.rs):
+        raise TicketlabError(f"radius_rs {s.radius_rs} must be a subset of rs {s.rs}")
+    p, q = s.K * max(s.rs), s.K * max(s.radius_rs)
+    memory("hessian", 8 * s.trials * (s.N_pop * s.d + s.chunk * p + 2 * p * p)
+           + 4 * s.trials * max(s.Ns) * (2 * q + 3 * s.K) + 8 * s.trials * q * q, max_bytes)
+    teacher = make_teacher(s.trials, s.d, s.K, s.r_star, stream(seed, "teacher"), dtype=torch.float64)
+    X_pop, _ = sample(teacher, s.N_pop, 0.0, stream(seed, "data", "pop"))
+    rows, curves = [], []
+    for r in s.rs:
+        mask = oracle_mask(teacher, r, stream(seed, "mask", r))
+        lam_pop = smallest_eigenvalue(teacher.weights, X_pop, mask, s.K, s.chunk)
+        for N in s.Ns:
+            X, y = sample(teacher, N, 0.0, stream(seed, "data", N))
+            lam = smallest_eigenvalue(teacher.weights, X, mask, s.K, s.chunk)
+            rad = torch.full((s.trials,), float("nan"))
+            if r in s.radius_rs:
+                ratios = smallest_eigenvalues_along_rays(_single(teacher), X.float(), y.float(), mask, s.radii,
+                                                         s.directions, s.width, stream(seed, "dirs", r, N))
+                rad = radius(ratios, s.radii)
+                curves += [{"r": r, "N": N, "distance": dist, "median_lambda_ratio": float(ratios[i].median()),
+                            "rays_not_positive_definite": float((ratios[i] <= 0).double().mean())}
+                           for i, dist in enumerate(s.radii)]
+            rows += [{"r": r, "N": N, "trial": t, "r_over_N": r / N, "sqrt_r_over_N": math.sqrt(r / N),
+                      "lambda_min_K2": float(lam[t]), "lambda_pop_K2": float(lam_pop[t]),
+                      "lambda_ratio": float(lam[t] / lam_pop[t]), "radius": float(rad[t])} for t in range(s.trials)]
+        progress(f"  r={r}: lambda_pop·K² {float(lam_pop.mean()):.3f}; lambda_min/lambda_pop " + " ".join(
+            f"{_stat(rows, r, N, 'lambda_ratio')['median']:.3f}" for N in s.Ns) + (("; radius " + " ".join(
+            f"{_stat(rows, r, N, 'radius')['median']:.2f}" for N in s.Ns)) if r in s.radius_rs else ""))
+    out.csv("trials.csv", rows)
+    out.csv("lambda_along_rays.csv", curves)
+    probed = [row for row in rows if math.isfinite(row["radius"])]
+    capped = sum(1 for row in probed if row["radius"] >= s.radii[-1])
+    fits, lines = {}, []
+    for key, label, pts in (("lambda_ratio", "lambda_min/lambda_pop", rows), ("radius", "radius", probed)):
+        fit = fit_line([row["sqrt_r_over_N"] for row in pts], [row[key] for row in pts])
+        fits[f"{label} = a + slope·sqrt(r/N)"] = fit.to_dict() if fit else None
+        if fit:
+            lines.append(f"{fit.describe('sqrt(r/N)', label)}; c = -slope/intercept = {-fit.slope / fit.intercept:.3g}")
+    lines.append(f"radius: {len(probed) - capped} of {len(probed)} probed trials lost positive definiteness within "
+                 f"relative distance {s.radii[-1]}; the other {capped} are recorded as {s.radii[-1]} (lower bounds, "
+                 f"so the radius fit understates how fast the radius falls)")
+    draw(s, rows, fits, out)
+    return {"fits": fits, "lines": lines, "nonfinite_trials": sum(1 for row in rows if not math.isfinite(
+        row["lambda_min_K2"]))}
+
+
+def _single(teacher):
+    """The teacher in float32: the ray probe builds many Hessians, float32 is precise enough for their sign."""
+    return type(teacher)(teacher.weights.float(), teacher.support)
+
+
+def _stat(rows, r, N, key) -> dict:
+    st = finite_stats(torch.tensor([row[key] for row in rows if row["r"] == r and row["N"] == N]))
+    return st if st["median"] is not None else {**st, "median": float("nan")}
+
+
+def draw(s, rows, fits, out) -> None:
+    fig, axes = figure(ncols=3, width=3.5, height=3.4)
+    for r in s.rs:
+        xs = [r / N for N in s.Ns]
+        spread(axes[0], xs, [_stat(rows, r, N, "lambda_min_K2") for N in s.Ns], f"r={r}")
+        sx = [math.sqrt(r / N) for N in s.Ns]
+        spread(axes[1], sx, [_stat(rows, r, N, "lambda_ratio") for N in s.Ns], f"r={r}")
+        if r in s.radius_rs:
+            spread(axes[2], sx, [_stat(rows, r, N, "radius") for N in s.Ns], f"r={r}")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("r/N")
+    axes[0].set_ylabel("λ_min(Hessian at W*) · K²")
+    axes[0].legend()
+    panels = ((axes[1], "lambda_min/lambda_pop", "lambda_ratio", "λ_min / λ_pop(r)"),
+              (axes[2], "radius", "radius", "radius (relative distance)"))
+    for ax, fitted, column, ylabel in panels:
+        fit = fits.get(f"{fitted} = a + slope·sqrt(r/N)")
+        if fit:  # drawn over the probed range only, and never below zero
+            shown = [row["sqrt_r_over_N"] for row in rows if math.isfinite(row[column])]
+            xs = torch.linspace(0.0 if column == "lambda_ratio" else min(shown), max(shown), 50)
+            ys = fit["intercept"] + fit["slope"] * xs
+            ax.plot(xs[ys >= 0], ys[ys >= 0], "k--", lw=1,
+                    label=f"fit {fit['intercept']:.2f} {fit['slope']:+.2f}·sqrt(r/N)")
+        ax.set_xlabel("sqrt(r/N)")
+        ax.set_ylabel(ylabel)
+    axes[2].axhline(s.radii[-1], color="0.6", ls=":", lw=1, label="grid end: lower bounds")
+    axes[2].set_ylim(bottom=0)
+    for ax in axes[1:]:
+        ax.legend(fontsize=7)
+    axes[1].set_title(f"d={s.d}, K={s.K}, r*={s.r_star}, {s.trials} trials; median, IQR")
+    out.png("hessian.png", fig)
