@@ -3,7 +3,7 @@
 LeNet-300-100, batch 60, Adam, on the bundled MNIST subset. Both go through `ticketlab.engine.training.train`; "dense"
 trains with no masks at all, "masked" with a 20%-density mask. Repeats alternate between the two so machine noise
 hits both alike; the median of the repeats' overheads is printed (`ticketlab bench --only training` prints the same).
-Target (issue 6): overhead <= 5%.   Run: .venv/bin/python benchmarks/masked_training.py [--threads N] [--repeats N]
+Target: overhead <= 5%.   Run: .venv/bin/python benchmarks/masked_training.py [--threads N] [--repeats N]
 [--steps N] [--demo]. On a shared machine `--threads 1` is the steadier measure: CPU time of this process is then
 printed too.
 """

@@ -1,6 +1,6 @@
 """One global magnitude pruning round on VGG-16's 138M weights, timed against a plain torch.sort of the same weights.
 
-Target (issue 2): <= 2 s on a 2-core machine, peak extra memory <= 2x the weights.
+Target: <= 2 s on a 2-core machine, peak extra memory <= 2x the weights.
 Run: .venv/bin/python benchmarks/prune_global.py
 """
 

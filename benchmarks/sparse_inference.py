@@ -1,10 +1,11 @@
 """Sparse vs dense inference on this machine, in one run: LeNet-300-100 and VGG-16's fc layers (fc6 25088x4096,
 fc7 4096x4096, fc8 4096x1000, built alone) at 50/20/10/5/2% of weights kept, batch 1 and 64.
 
-`ticketlab.deploy.sparse_inference.sparsify` times each layer's kernels (dense, torch CSR, our numba CSR serial/parallel)
-and keeps the fastest; the whole model is then timed against the dense one, interleaved, best of many short rounds.
+`ticketlab.deploy.sparse_inference.sparsify` times each layer's kernels (dense, torch CSR, our numba CSR
+serial/parallel) and keeps the fastest; the whole model is then timed against the dense one, interleaved, best of many
+short rounds.
 The per-layer table says how our numba kernel compares with torch's CSR kernel ("ours/torch").
-Targets (issue 6): batch 1 >= 2x dense at 10% kept, >= 6x at 2% kept, never slower than dense.
+Targets: batch 1 >= 2x dense at 10% kept, >= 6x at 2% kept, never slower than dense.
 Run: nice -n 10 .venv/bin/python benchmarks/sparse_inference.py [--threads N] [--quick]
 """
 

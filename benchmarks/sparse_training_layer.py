@@ -1,9 +1,9 @@
-"""One Linear layer of K stacked copies trained sparse (csrc/sparse_linear.cpp) against dense batched matmuls.
+"""One Linear layer of K stacked copies trained sparse (accel/csrc/sparse_linear.cpp) against dense batched matmuls.
 
 LeNet-300-100's fc1 (784 -> 300) by default, 8 copies, batch 60, random masks at several kept fractions. Times the
 forward pass, the backward pass without and with the input's gradient, against torch's baddbmm / bmm doing the same
 dense (what the batched trainer's exact path runs); best of 7 rounds. The batched trainer trains a layer sparse up to
-SPARSE_MAX_KEPT (batching/sparse_linear.py), set from this table.
+SPARSE_MAX_KEPT (ticketlab.accel.batching.sparse_linear), set from this table.
 Run: .venv/bin/python benchmarks/sparse_training_layer.py [--copies 8] [--batch 60] [--shape 784 300] [--threads N]
 """
 

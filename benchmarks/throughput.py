@@ -31,9 +31,10 @@ from ticketlab.core.masks import Masks
 from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import DATASETS, InMemory, Splits, load_dataset
 from ticketlab.data.augment import AUGMENTATIONS
-from ticketlab.engine.config import TrainConfig, parse_duration
+from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.lottery import model_for
 from ticketlab.engine.presets import build_config, load_preset
+from ticketlab.engine.rewind import rewind_for
 from ticketlab.engine.schedule import make_plan
 from ticketlab.engine.training import evaluate, train
 from ticketlab.errors import TicketlabError
@@ -149,8 +150,7 @@ def workload(preset: str) -> dict:
     n_train, n_val, n_test = SIZES[cfg.data.name]
     batch = cfg.data.batch_size
     plan = make_plan(cfg.train, n_train, batch, 0)
-    rewind = cfg.lottery.rewind
-    k = 0 if rewind in ("init", "none", "lr") else parse_duration(rewind, plan.steps_per_epoch)
+    k = rewind_for(cfg.lottery.rewind, plan.total, plan.steps_per_epoch).step or 0  # None: no weight rewinding
     trainings = [(0, plan.total)] + [(k, plan.total)] * (cfg.lottery.levels * (1 + len(cfg.lottery.baselines)))
     steps = sum(total - start for start, total in trainings)
     evals = sum(1 + (total // plan.eval_every - start // plan.eval_every) + (total % plan.eval_every != 0)

@@ -3,13 +3,13 @@
 LeNet-300-100, batch 60, Adam (the lenet300-mnist-mini recipe) on the bundled MNIST subset. The 8 tickets have their
 own initialisation, data order and masks (kept 20%, 16%, ... of the weights, layer-wise magnitude). "sequential" is
 8 calls of `ticketlab.engine.training.train` (the engine's per-ticket loop), "batched" one call of
-`ticketlab.accel.batching.train_batched` as the engine makes it (Linear layers keeping <= 40% train sparse, as their kept
-entries), "batched, dense matmuls only" the same with `sparse=False` (what batching alone buys); all write their
+`ticketlab.accel.batching.train_batched` as the engine makes it (Linear layers keeping <= 40% train sparse, as their
+kept entries), "batched, dense matmuls only" the same with `sparse=False` (what batching alone buys); all write their
 stage files and evaluate at the start and the end. Repeats alternate between them so machine noise hits all alike;
 medians are printed (`ticketlab bench --only batching` prints the same table). The achieved GFLOP/s (matmul FLOPs of
 forward and backward, no elementwise work; sparse: of the kept weights) is compared with a large dense sgemm measured
 in the same run.
-Target (issue 6): batched >= 3.5x the throughput of sequential.
+Target: batched >= 3.5x the throughput of sequential.
 Run: .venv/bin/python benchmarks/ticket_batching.py [--tickets 8] [--steps 300] [--repeats 5] [--threads N]
 """
 

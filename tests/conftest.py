@@ -78,3 +78,12 @@ def assert_user_error(result, *needles):
     assert "Traceback" not in result.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: where torch's results are bit-reproducible across code paths."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

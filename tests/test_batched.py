@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from ticketlab.accel import KERNELS
 from ticketlab.accel.batching import StackedModel, Ticket, batchable, train_batched
 from ticketlab.accel.batching.checkpoints import NEXT, reconcile
 from ticketlab.core.files import load_tensors
@@ -18,7 +19,7 @@ from ticketlab.engine.lottery import Lottery
 from ticketlab.engine.presets import build_config
 from ticketlab.engine.schedule import make_plan
 from ticketlab.engine.stages import balanced_chunks, run_lotteries
-from ticketlab.engine.training import train
+from ticketlab.engine.training import Diverged, train
 from ticketlab.models import build_model
 
 from .conftest import Tiny, assert_user_error, run_cli
@@ -219,6 +220,41 @@ def test_resume_after_crash_at_any_checkpoint_write_gives_identical_results(tmp_
         assert strip_wall(t.stage / "metrics.jsonl") == strip_wall(ref.stage / "metrics.jsonl")
 
 
+def test_a_stage_started_alone_resumes_batched_with_the_rows_and_weights_of_its_own_run(tmp_path, one_thread):
+    """Both trainers keep one bookkeeping (engine/bookkeeping.py): copy 0, killed by `train` after its checkpoint at
+    step 8 (the row at step 9 dropped on resume), trains on in its own group while copy 1 starts afresh; on one thread
+    every row (but wall time) and weight is that of the copy's uninterrupted run alone."""
+    cfg = TrainConfig(steps="12it", optimizer="adam", lr=1e-3, eval_every="3it", checkpoint_every="4it")
+    tickets = tickets_for("mlp", tmp_path, cfg, k=2)
+    expected = separate(tickets, cfg, tmp_path)
+
+    def killed(_):
+        raise KeyboardInterrupt
+
+    first = tickets[0]
+    with pytest.raises(KeyboardInterrupt):
+        train(copy.deepcopy(first.model), first.masks, first.splits, cfg, copy.copy(first.plan), first.stage,
+              snapshot=(10, killed))
+    assert [r["step"] for r in map(json.loads, (first.stage / "metrics.jsonl").read_text().splitlines())] == [
+        0, 3, 6, 9]
+    rows = train_batched(tickets, cfg)
+    for t, r, (rows_alone, weights_alone) in zip(tickets, rows, expected, strict=True):
+        assert without_wall(r) == without_wall(rows_alone) and [x["step"] for x in r] == [0, 3, 6, 9, 12]
+        assert r == [json.loads(line) for line in (t.stage / "metrics.jsonl").read_text().splitlines()]
+        assert all(torch.equal(p, weights_alone[n]) for n, p in t.model.named_parameters())
+
+
+def test_a_diverging_copy_stops_the_group_with_its_name_and_keeps_the_metrics(tmp_path):
+    cfg = TrainConfig(steps="50it", optimizer="sgd", lr=1e6, eval_every="1it")
+    tickets = tickets_for("mlp", tmp_path, cfg, k=3)
+    for i, t in enumerate(tickets):
+        t.desc = f"ticket {i}"
+    with pytest.raises(Diverged, match=r"^loss became (nan|inf) at step \d+ \(ticket \d\); lower train.lr or check "
+                                       r"the data; results so far are kept in .*copy\d$"):
+        train_batched(tickets, cfg)
+    assert all((t.stage / "metrics.jsonl").read_text().count("\n") >= 1 for t in tickets)
+
+
 def test_reconcile_promotes_complete_and_drops_partial_checkpoints(tmp_path):
     from ticketlab.engine.store import save_checkpoint
 
@@ -263,7 +299,8 @@ FAST = ["train.steps=30it", "train.eval_every=10it", "train.checkpoint_every=20i
 
 def engine_run(tmp_path, batch):
     lotteries = [Lottery.open(build_config("mlp-digits", overrides=[*FAST, f"train.batch_tickets={batch}",
-                                                                      f"seeds.init={s}", f"seeds.data={s}"]), tmp_path)
+                                                                      f"seeds.init={s}", f"seeds.data={s}"]), tmp_path,
+                              accelerator=KERNELS)
                  for s in (0, 1)]
     return run_lotteries(lotteries)
 
@@ -279,7 +316,7 @@ def test_engine_batches_seeds_and_baselines_bit_for_bit_like_separate_runs(tmp_p
     from .test_lottery import comparable
 
     batched, alone = engine_run(tmp_path / "batched", 16), engine_run(tmp_path / "alone", 1)
-    assert [s.root.name for s in batched] == [s.root.name for s in alone]  # batch_tickets is not in the hash
+    assert [s.root.name for s in batched] != [s.root.name for s in alone]  # batching is part of a run's identity
     for b, a in zip(batched, alone, strict=True):
         for stage, k in [("level_00", 2), ("level_01", 8), ("level_01/baselines/oneshot", 8)]:
             assert json.loads((b.root / stage / "summary.json").read_text())["batched"] == k
@@ -289,8 +326,11 @@ def test_engine_batches_seeds_and_baselines_bit_for_bit_like_separate_runs(tmp_p
             for name, content in files.items():
                 if name.endswith("summary.json"):
                     content.pop("batched")
-                if name.endswith("config.json"):  # the run's own record of --batch-tickets
+                if name.endswith("config.json"):  # the run's own record of --batch-tickets, and its hashes
                     content["config"]["train"].pop("batch_tickets", None)
+                    content["non_default"]["train"].pop("batch_tickets", None)
+                    for key in ("hash", "identity"):
+                        content.pop(key)
         assert got == want
         assert not list(b.root.rglob("checkpoint*.safetensors"))
 
@@ -305,11 +345,11 @@ def test_engine_resumes_a_crashed_batched_run_identically(tmp_path, monkeypatch,
     """Crash in the middle of a level's group checkpoint, or while the group's stages are being finalised (2 of 8
     summaries written): the rerun batches the same stages together and ends with the same files, bit for bit."""
     import ticketlab.accel.batching.trainer as trainer
-    import ticketlab.engine.lottery as lottery
+    import ticketlab.engine.stage_files as stage_files
 
     from .test_lottery import comparable
 
-    module, name = (lottery, "write_json_atomic") if where == "summary" else (trainer, "save_checkpoint")
+    module, name = (stage_files, "write_json_atomic") if where == "summary" else (trainer, "save_checkpoint")
     real, calls = getattr(module, name), {"n": 0}
 
     def crashing(*args, **kwargs):

@@ -247,6 +247,34 @@ def test_random_reinit_of_a_pretrained_model_is_fresh(bert_dir):
     assert pretrained[key].shape == fresh[key].shape and not torch.equal(pretrained[key], fresh[key])
 
 
+def test_random_reinit_baseline_starts_from_a_fresh_initialisation(tmp_path, glue_dir):
+    """The random-reinit baseline of a pretrained model: every tensor differs from the pretrained one and follows
+    BERT's initialisation (weights N(0, initializer_range), LayerNorm 1 and 0, biases 0)."""
+    from safetensors.torch import load_file, save_file
+
+    from ticketlab.engine.baselines import BASELINES, Start
+
+    pretrained_dir = save_bert(tmp_path / "pretrained")
+    weights = pretrained_dir / "model.safetensors"
+    generator = torch.Generator().manual_seed(1)  # "pretraining": every tensor moved off its initial value
+    save_file({k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in load_file(weights).items()},
+              weights, metadata={"format": "pt"})
+    cfg = build_config("bert-mnli", overrides=[*SMOKE, f"model.path={pretrained_dir}", f"data.root={glue_dir[0]}"])
+    lottery = Lottery.open(cfg, tmp_path / "runs")
+    pretrained = lottery.fresh_model(cfg.seeds.init)
+    start = BASELINES.get("random_reinit")(Start(1, pretrained, Masks.ones(pretrained)), lottery)
+    fresh, before = dict(start.model.named_parameters()), dict(pretrained.named_parameters())
+    assert fresh.keys() == before.keys()
+    for name, p in fresh.items():
+        assert "classifier" in name or not torch.equal(p, before[name]), name  # the head is fresh in both
+        if "LayerNorm.weight" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif name.endswith("bias"):
+            assert torch.equal(p, torch.zeros_like(p)), name
+        elif p.numel() >= 1000:  # BERT's init: N(0, 0.02)
+            assert 0.017 < p.std().item() < 0.023 and abs(p.mean().item()) < 0.003, name
+
+
 def test_bert_mnli_smoke_from_the_command_line(tmp_path, bert_dir, glue_dir):
     folder, _ = glue_dir
     env_runs = tmp_path / "runs"

@@ -260,3 +260,35 @@ def test_a_diverged_seed_counts_in_the_mean_and_is_flagged(tmp_path):
     (group,) = group_runs(load_runs([tmp_path]))
     row = group.row("imp", 2)
     assert row.status == "1 diverged" and row.acc.mean == pytest.approx((ACC["imp"][2] + 0.1) / 2)
+
+
+def test_paired_difference_has_the_t_interval_of_known_answers():
+    from ticketlab.report.paired import Paired, t975
+
+    assert t975(2) == 4.303 and t975(11) == 2.228 and t975(100) == 1.96
+    p = Paired.of([0.01, 0.02, 0.03])  # mean 0.02, sd 0.01, se 0.01/sqrt(3), t(2) = 4.303
+    half = 4.303 * 0.01 / 3**0.5
+    assert p.n == 3 and abs(p.mean - 0.02) < 1e-12
+    assert abs(p.low - (0.02 - half)) < 1e-12 and abs(p.high - (0.02 + half)) < 1e-12
+    assert p.verdict == "no difference resolved"  # +2 pp, but three seeds this spread do not resolve it
+    assert Paired.of([0.02, 0.021, 0.019]).verdict == "higher"
+    assert Paired.of([-0.03, -0.02, -0.025]).verdict == "lower"
+    assert Paired.of([0.5]) is None  # one pair has no interval
+    assert p.format() == "+2.00 pp (95% CI -0.48 to +4.48, 3 seeds)"
+
+
+def test_paired_difference_pairs_stages_of_the_same_seed(tmp_path):
+    from ticketlab.report.paired import paired_difference
+    from ticketlab.report.runs import Run, Stage
+
+    def run(dense, ticket):
+        stage = lambda level, acc: Stage(tmp_path, "imp", level, {"early_stop_test_acc": acc}, [])  # noqa: E731
+        return Run.__new__(Run), [stage(0, dense), stage(3, ticket)]
+
+    runs = []
+    for dense, ticket in [(0.90, 0.92), (0.80, 0.82), (0.85, 0.871)]:  # seeds differ by 5 pp, gains by 0.1 pp
+        r, stages = run(dense, ticket)
+        r.stages = stages
+        runs.append(r)
+    p = paired_difference(runs, ("imp", 3), ("imp", 0))
+    assert p.n == 3 and abs(p.mean - 0.0203333) < 1e-6 and p.verdict == "higher"

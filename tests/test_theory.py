@@ -18,8 +18,10 @@ from ticketlab.paper.theory.init import moment_init, near_teacher
 from ticketlab.paper.theory.neuron_pruning import keep_top_per_sign
 from ticketlab.paper.theory.patchnet import goodness, hinge_and_grad, output_signs
 from ticketlab.paper.theory.student import hessian_at, loss, loss_and_grad, relative_error, smoothed_hessian
+from ticketlab.paper.theory.table import BEGIN, END
 from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample
 from ticketlab.paper.theory.trainer import TrainSettings, train
+from ticketlab.paper.theory.verdict import WORDS
 
 from .conftest import assert_user_error, run_cli
 
@@ -239,16 +241,34 @@ def test_nonfinite_trials_are_reported_and_excluded():
 # -- experiments through the CLI ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", EXPERIMENTS.names())
-def test_quick_run_writes_its_files(name, tmp_path):
+def test_quick_run_writes_its_files_and_verdicts(name, tmp_path):
     out = tmp_path / name
-    result = run_cli("theory", "run", name, "--quick", "--out", out, "--quiet")
-    assert result.returncode == 0, result.stderr
-    results = json.loads((out / "results.json").read_text())
+    results = run_experiment(name, out, quick=True, progress=lambda *_: None)
+    assert json.loads((out / "results.json").read_text())["verdicts"] == results["verdicts"]
     assert results["experiment"] == name and results["size"] == "quick"
     for file in results["files"]:
         assert (out / file).stat().st_size > 0, file
     assert any(f.endswith(".png") for f in results["files"]) and any(f.endswith(".csv") for f in results["files"])
-    assert "non-finite trials excluded" in result.stdout
+    for v in results["verdicts"]:
+        assert v["verdict"] in WORDS and v["claim"] and v["evidence"]
+        assert v["figure"] is None or v["figure"] in results["files"]
+
+
+def test_cli_run_prints_verdicts_and_report_writes_the_doc_table(tmp_path):
+    result = run_cli("theory", "run", "neuron-samples", "--quick", "--out", tmp_path / "runs" / "ns", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "non-finite trials excluded" in result.stdout and "VERDICT" in result.stdout
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n")
+    report = run_cli("theory", "report", tmp_path / "runs", "--write-doc", doc)
+    assert report.returncode == 0, report.stderr
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| claim | experiment | figure | verdict |" in text and "`neuron-samples` (global magnitude)" in text
+    assert "](runs/ns/neuron_samples.png)" in text  # figure links relative to the document
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    assert_user_error(run_cli("theory", "report", tmp_path / "runs", "--write-doc", bare), "has no table markers")
 
 
 def test_run_is_seeded(tmp_path):
@@ -267,11 +287,11 @@ def test_list_and_report(tmp_path):
 
 
 def test_diverging_settings_report_nonfinite_trials(tmp_path):
-    results = run_experiment("phase", tmp_path, quick=True, overrides=["lr=1e4", "rs=40", "Ns=320"],
-                             progress=lambda *_: None)
-    assert results["nonfinite_trials"] == 4  # every trial of the cell, none averaged in
-    cells = (tmp_path / "cells.csv").read_text().splitlines()
-    assert cells[1].split(",")[4] == "4" and cells[1].split(",")[6] == ""  # nonfinite=4, success_rate empty
+    results = run_experiment("phase", tmp_path, quick=True, overrides=["lr=1e4", "rs=40", "Ns=320",
+                                                                       "variants=oracle"], progress=lambda *_: None)
+    assert results["nonfinite_trials"] == 4  # every trial of the cell, none counted as a success
+    rows = (tmp_path / "trials.csv").read_text().splitlines()[1:]
+    assert len(rows) == 4 and all(",False,False," in row for row in rows)  # finite=False, success=False
 
 
 @pytest.mark.parametrize("args, needles", [
@@ -283,6 +303,8 @@ def test_diverging_settings_report_nonfinite_trials(tmp_path):
     (["run", "error", "--set", "sigmas=-0.1"], ["sigma (label noise) must be a finite number >= 0, got -0.1"]),
     (["run", "phase", "--set", "Ns=100000000"], ["needs about", "GiB (limit 2.00 GiB)"]),
     (["run", "phase", "--set", "colour=3"], ["unknown setting of PhaseSettings 'colour'"]),
+    (["run", "phase", "--set", "variants=lucky"], ["unknown Part-1 variant 'lucky'"]),
+    (["run", "imp", "--set", "starts=far"], ["unknown IMP start 'far'"]),
     (["run", "norms", "--set", "M=40"], ["orthonormal patterns do not fit in d = 30"]),
     (["report", "."], ["no theory run directory"]),
 ])

@@ -1,13 +1,23 @@
 """Masked training: pruned weights stay exactly zero whatever the optimizer; schedules; early stop; divergence."""
 
+import json
+import tempfile
+from pathlib import Path
+
+import hypothesis
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ticketlab.core.files import load_tensors
 from ticketlab.core.masks import Masks
 from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import InMemory, Splits
+from ticketlab.engine.accelerator import Ticket
+from ticketlab.engine.bookkeeping import Bookkeeping
 from ticketlab.engine.config import TrainConfig
-from ticketlab.engine.schedule import lr_schedule, make_plan
+from ticketlab.engine.schedule import Plan, lr_schedule, make_plan
 from ticketlab.engine.training import Diverged, early_stop, train
 from ticketlab.errors import TicketlabError
 
@@ -83,6 +93,106 @@ def test_divergence_stops_with_clear_message_and_keeps_metrics(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") >= 1
 
 
+def without_wall(rows):
+    return [{k: v for k, v in r.items() if k != "wall"} for r in rows]
+
+
+ROW_KEYS = ["step", "epoch", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "wall"]
+
+
+def test_a_killed_stage_resumes_with_the_rows_and_weights_of_an_uninterrupted_one(tmp_path):
+    """Killed after step 7: the checkpoint is at step 4, the row at step 6 is dropped and written again; the
+    train-loss sums of steps 4..6 come partly from the checkpoint."""
+    cfg = TrainConfig(steps="12it", optimizer="adam", lr=1e-2, eval_every="3it", checkpoint_every="4it")
+
+    def run(stage, snapshot=None):
+        model, masks = pruned_tiny()
+        return model, train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), stage, snapshot=snapshot)
+
+    model, rows = run(tmp_path / "whole")
+
+    def killed(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", snapshot=(7, killed))
+    assert [r["step"] for r in map(json.loads, (tmp_path / "killed/metrics.jsonl").read_text().splitlines())] == [
+        0, 3, 6]
+    extra = json.loads(load_tensors(tmp_path / "killed/checkpoint.safetensors")[1]["extra"])
+    assert list(extra) == ["step", "loss_sum", "loss_count", "wall"] and extra["step"] == 4
+    resumed, resumed_rows = run(tmp_path / "killed")
+    assert [list(r) for r in resumed_rows] == [ROW_KEYS] * 5 and [r["step"] for r in rows] == [0, 3, 6, 9, 12]
+    assert without_wall(resumed_rows) == without_wall(rows)
+    assert resumed_rows == [json.loads(line) for line in (tmp_path / "killed/metrics.jsonl").read_text().splitlines()]
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), resumed.parameters(), strict=True))
+
+
+def books_for(root: Path, k: int, total: int, eval_every: int, checkpoint_every: int) -> list[Ticket]:
+    plan = Plan(total=total, steps_per_epoch=5, batch_size=1, data_seed=0, lr=lambda step: 0.1 / (step + 1),
+                eval_every=eval_every, checkpoint_every=checkpoint_every)
+    return [Ticket(None, None, None, plan, root / f"stage{i}", desc=f"copy {i}") for i in range(k)]
+
+
+def keep_books(tickets, losses: torch.Tensor, extras=None, kill_at=None, ids=None):
+    """What a trainer does with its books, without the training: `losses` (steps, K); K=1 adds floats, as `train`
+    does; `ids` number the stages for their evaluations. Returns (rows, the extras of the last checkpoint)."""
+    k = len(tickets)
+    ids = ids or range(k)
+    for t in tickets:
+        t.stage.mkdir(parents=True, exist_ok=True)
+    book = Bookkeeping(tickets, extras or [None] * k)
+
+    def evaluate():  # each stage's own numbers, a function of the step
+        return [(book.step / (i + 1), i / 4) for i in ids], [(book.step + i, 0.5) for i in ids]
+
+    rows, saved = book.open(evaluate), extras
+    while book.step < tickets[0].plan.total and book.step != kill_at:
+        book.check(losses[book.step])
+        book.add(losses[book.step] if k > 1 else losses[book.step, 0].item())
+        if book.evaluates():
+            book.log(evaluate)
+        if book.checkpoints():
+            saved = [json.loads(json.dumps(book.extra(i))) for i in range(k)]  # as a checkpoint stores it
+    return rows, saved
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 3), total=st.integers(1, 25), eval_every=st.integers(1, 7), checkpoint_every=st.integers(1, 7),
+       kill_at=st.integers(1, 25), seed=st.integers(0, 2**16))
+def test_books_of_k_stages_are_those_of_each_alone_and_resume_as_if_uninterrupted(k, total, eval_every,
+                                                                                  checkpoint_every, kill_at, seed):
+    """The one bookkeeping of `train` (one stage, float losses) and the batched trainer (K stages, a tensor): K
+    stages kept together get each the rows of a stage kept alone, with the same float bits; killed at any step and
+    resumed from the last checkpoint, the rows and metrics files are those of an uninterrupted run."""
+    losses = torch.rand(total, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 3
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        together, _ = keep_books(books_for(root / "together", k, total, eval_every, checkpoint_every), losses)
+        for i in range(k):
+            alone, _ = keep_books(books_for(root / f"alone{i}", 1, total, eval_every, checkpoint_every),
+                                  losses[:, i : i + 1], ids=[i])
+            assert without_wall(alone[0]) == without_wall(together[i])
+        tickets = books_for(root / "killed", k, total, eval_every, checkpoint_every)
+        _, extras = keep_books(tickets, losses, kill_at=kill_at)
+        resumed, _ = keep_books(tickets, losses, extras=extras)
+        for i, t in enumerate(tickets):
+            assert without_wall(resumed[i]) == without_wall(together[i])
+            assert [list(r) for r in resumed[i]] == [ROW_KEYS] * len(resumed[i])
+            assert resumed[i] == [json.loads(line) for line in (t.stage / "metrics.jsonl").read_text().splitlines()]
+        steps = [r["step"] for r in together[0]]
+        assert steps == sorted({0, total, *range(eval_every, total, eval_every)})
+        assert together[0][0]["train_loss"] is None and all(r["train_loss"] is not None for r in together[0][1:])
+
+
+def test_books_name_the_first_stage_whose_loss_is_not_finite(tmp_path):
+    tickets = books_for(tmp_path, 3, 10, 2, 4)
+    book = Bookkeeping(tickets, [None] * 3)
+    book.check(torch.tensor([0.5, 1.0, 2.0]))
+    with pytest.raises(Diverged, match=r"^loss became inf at step 0 \(copy 1\); lower train.lr or check the data; "
+                                        r"results so far are kept in .*stage1$"):
+        book.check(torch.tensor([0.5, float("inf"), float("nan")]))
+
+
 def test_cifar_augmentation_is_a_seeded_crop_and_flip():
     from ticketlab.data.augment import crop_and_flip
 
@@ -135,7 +245,8 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name, threads, mon
     from torch import nn
 
     from ticketlab.accel import masked_adam
-    from ticketlab.engine.optimizers import KeptOptimizer, make_optimizer
+    from ticketlab.accel.kept_optimizer import KeptOptimizer
+    from ticketlab.engine.optimizers import make_optimizer
 
     masked_kernel_or_fail()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # compactable's rule reads it
@@ -195,7 +306,7 @@ def test_masked_adam_kernel_trains_bit_for_bit_as_masking_then_stepping(tmp_path
     (gradients masked in a separate pass, then torch's fused step): the same weight and checkpoint bits."""
 
     from ticketlab.accel import masked_adam
-    from ticketlab.engine.optimizers import KeptOptimizer
+    from ticketlab.accel.kept_optimizer import KeptOptimizer
 
     masked_kernel_or_fail()
     cfg = TrainConfig(steps="12it", optimizer=optimizer, lr=1e-2, weight_decay=1e-3, eval_every="6it",

@@ -112,7 +112,7 @@ def test_resnet50_prunes_20_percent_globally_and_rewinds_late(runs):
 def test_resume_trains_nothing(runs, data, monkeypatch):
     before = file_stamps(runs)
     monkeypatch.setattr(lottery_module, "load_dataset", functools.partial(load_dataset, val_size=TINY_VAL))
-    monkeypatch.setattr(lottery_module, "train", lambda *a, **k: pytest.fail("a finished stage was trained again"))
+    monkeypatch.setattr("ticketlab.engine.stages.train", lambda *a, **k: pytest.fail("a finished stage trained again"))
     for preset in ("conv6-cifar10", "resnet50-cifar10"):
         Lottery.open(build_config(preset, overrides=[*SMOKE[preset], f"data.root={data}"]), runs, preset).run()
     result = run_cli("run", "lenet5-mnist", "--runs-dir", runs, "--quiet", "--set", f"data.root={data}",

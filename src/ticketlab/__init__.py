@@ -1,9 +1,11 @@
 """ticketlab: magnitude pruning and lottery tickets for PyTorch.
 
     from ticketlab import Masks, PruneSpec, prune, count, build_model, load_dataset
+    from ticketlab import CRITERIA, MODELS   # registries: add a pruning criterion, a model
 """
 
 from ticketlab.core.counting import count
+from ticketlab.core.criteria import CRITERIA
 from ticketlab.core.masks import Masks, describe_density, prunable_names
 from ticketlab.core.pruning import (
     PruneSpec,
@@ -18,7 +20,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.models import MODELS, build_model
 
 __all__ = [
-    "MODELS", "Masks", "PruneSpec", "TicketlabError", "build_model", "count", "density_after_rounds",
+    "CRITERIA", "MODELS", "Masks", "PruneSpec", "TicketlabError", "build_model", "count", "density_after_rounds",
     "describe_density", "kept_after_rounds", "load_dataset", "prunable_names", "prune", "random_like",
     "rounds_to_reach",
 ]

@@ -4,6 +4,7 @@ place a caller picks the accelerator."""
 
 from torch import nn
 
+from ticketlab.accel.torch_mirror import mirrors_torch
 from ticketlab.core.masks import Masks
 from ticketlab.engine.accelerator import PURE_TORCH, Accelerator, Ticket
 from ticketlab.engine.config import TrainConfig
@@ -38,8 +39,10 @@ KERNELS = Kernels()
 
 
 def select(enabled: bool = True) -> Accelerator:
-    """The accelerator a run uses: our kernels, or (`enabled=False`) the pure-torch path."""
-    return KERNELS if enabled else PURE_TORCH
+    """The accelerator a run uses: our kernels, or the pure-torch path when `enabled` is False or this torch is not
+    the release our kernels mirror (torch_mirror.py: said once on stderr; batching, whose equality with separate runs
+    was checked on that release, stands down too)."""
+    return KERNELS if enabled and mirrors_torch() else PURE_TORCH
 
 
 __all__ = ["KERNELS", "PURE_TORCH", "Accelerator", "Kernels", "select"]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ticketlab.accel import masked_adam
+from ticketlab.accel.torch_mirror import mirrors_torch
 from ticketlab.core.masks import Masks
 from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.optimizers import make_optimizer
@@ -14,8 +15,9 @@ from ticketlab.engine.optimizers import make_optimizer
 # torch's fused CPU Adam computes the last (length mod 16) entries of a tensor by a scalar path whose roundings
 # differ from its vector path (exp_avg_sq by an ulp). So KeptOptimizer compacts only tensors whose length is a
 # multiple of 16 (every entry on the vector path in the whole-tensor step) and pads the compact length to one (every
-# kept entry on the vector path there too): then the bits are the same (checked on one thread). Fused SGD was not
-# checked under this rule, so SGD keeps the masked whole-tensor step.
+# kept entry on the vector path there too): then the bits are the same (checked on one thread, torch 2.13: that
+# split is torch's internals, so another torch compacts nothing, torch_mirror.py). Fused SGD was not checked under
+# this rule, so SGD keeps the masked whole-tensor step.
 KEPT_PAD = 16
 KEPT_OPTIMIZERS = ("adam", "adamw")
 
@@ -24,9 +26,11 @@ def compactable(p: torch.Tensor, cfg: TrainConfig) -> bool:
     """Where KeptOptimizer was checked to give the same bits as the masked whole-tensor step (CPU float32), and
     was faster: on one thread (LeNet-300-100 at 20% kept: masked overhead +4.3..6.0% -> +0.3..1.6%). On two threads the
     whole-tensor step runs in parallel and was faster (+6% against +9%); CUDA was not tried.
-    The batched trainer measured the same: 8 tickets compacted on two threads, 6.3 ms a step against 5.9 ms."""
+    The batched trainer measured the same: 8 tickets compacted on two threads, 6.3 ms a step against 5.9 ms.
+    Only on the torch whose fused Adam KEPT_PAD was checked against (`mirrors_torch`)."""
     cpu_float32 = p.device.type == "cpu" and p.dtype == torch.float32 and torch.get_num_threads() == 1
-    return cfg.optimizer in KEPT_OPTIMIZERS and cpu_float32 and p.is_contiguous() and p.numel() % KEPT_PAD == 0
+    return (cfg.optimizer in KEPT_OPTIMIZERS and cpu_float32 and p.is_contiguous() and p.numel() % KEPT_PAD == 0
+            and mirrors_torch())
 
 
 def _gather(src, index, out):

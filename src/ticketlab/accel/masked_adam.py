@@ -1,27 +1,22 @@
 """The masked Adam/AdamW step (csrc/masked_adam.cpp): torch's fused CPU step with the gradient mask applied in the
-same pass, the same bits as masking the gradient and then stepping. Built once per machine (extensions.py); where
-it cannot be built, or under another torch than the one whose kernel it mirrors (TORCH_MIRRORED), `kernel()` is
-None and masked training masks the gradients in a separate pass instead."""
+same pass, the same bits as masking the gradient and then stepping. Built once per installation (extensions.py);
+where it cannot be built, or under another torch than the one whose kernel it mirrors (torch_mirror.py), `kernel()`
+is None and masked training masks the gradients in a separate pass instead."""
 
 import functools
 
 import torch
 
 from ticketlab.accel.extensions import build
+from ticketlab.accel.torch_mirror import TORCH_MIRRORED, mirrors_torch
 
-TORCH_MIRRORED = "2.13."  # the torch release whose fused Adam the kernel reproduces bit for bit
-
-
-def mirrors_torch() -> bool:
-    """Whether this torch is the one whose fused Adam our kernels reproduce (csrc/adam_math.h)."""
-    return torch.__version__.startswith(TORCH_MIRRORED)
+__all__ = ["TORCH_MIRRORED", "kernel", "mirrors_torch", "usable"]
 
 
 @functools.cache
 def kernel():
-    """The compiled extension (its `masked_adam_`), or None where it is not available."""
-    if not mirrors_torch():
-        return None
+    """The compiled extension (its `masked_adam_`), or None where it is not available (`build`: another torch, no
+    compiler, a failed build)."""
     return build("masked_adam", "masked Adam kernel")
 
 

@@ -1,5 +1,5 @@
-"""The measurements behind `ticketlab bench` and benchmarks/ (issue 6), one section per file: inference.py (sparse vs
-dense inference), export_size.py (compact checkpoint sizes), batching.py (K tickets batched vs sequential),
+"""The measurements behind `ticketlab bench` and benchmarks/, one section per file: inference.py (sparse vs dense
+inference), export_size.py (compact checkpoint sizes), batching.py (K tickets batched vs sequential),
 training.py (masked vs dense training vs torch.nn.utils.prune); workloads.py holds the models and masks they use."""
 
 from ticketlab.bench.batching import (

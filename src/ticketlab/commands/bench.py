@@ -1,13 +1,14 @@
-"""`ticketlab bench [--quick] [--only SECTION] [--threads N]`: speed and size ratios on this machine (issue 6).
+"""`ticketlab bench [--quick] [--only SECTION] [--threads N]`: speed and size ratios on this machine.
 
 Everything is measured in the same process and printed as ratios, with the thread count:
-  inference  sparse vs dense inference time (ticketlab.deploy.sparse_inference.sparsify) at several densities, batch 1 and
-             64, for LeNet-300-100 and VGG-16's fc layers (fc6 25088x4096, fc7 4096x4096, fc8 4096x1000, built
-             alone, not the whole VGG); per layer also our numba kernel against torch's CSR kernel.
+  inference  sparse vs dense inference time (ticketlab.deploy.sparse_inference.sparsify) at several densities,
+             batch 1 and 64, for LeNet-300-100 and VGG-16's fc layers (fc6 25088x4096, fc7 4096x4096, fc8 4096x1000,
+             built alone, not the whole VGG); per layer also our numba kernel against torch's CSR kernel.
   export     compact checkpoint size (ticketlab.deploy.export) vs the dense checkpoint and vs the floor.
-  batching   K=8 LeNet-300-100 tickets trained as one batched model (ticketlab.accel.batching.train_batched: their Linear
-             layers, keeping 10-20%, train sparse) against the same 8 trained one after another by
-             ticketlab.engine.training.train, and batched with dense matmuls only (batch 60, Adam, bundled MNIST subset).
+  batching   K=8 LeNet-300-100 tickets trained as one batched model (ticketlab.accel.batching.train_batched: their
+             Linear layers, keeping 10-20%, train sparse) against the same 8 trained one after another by
+             ticketlab.engine.training.train, and batched with dense matmuls only (batch 60, Adam, bundled MNIST
+             subset).
   training   masked training (a 20%-kept mask) against dense training of LeNet-300-100, both through `train`, and
              against the same mask attached by torch.nn.utils.prune.
 Masks are layer-wise magnitude masks of seeded random weights (the speed and size do not depend on the values).
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
                     "weights kept, batch 1 and 64; measure compact checkpoint sizes; time 8 tickets trained batched "
                     "(sparse kernels, and dense matmuls only) "
                     "against one after another, and masked against dense training and torch.nn.utils.prune. "
-                    "Prints ratios measured in this run, with the targets of issue 6. --quick: 10% and 2% only, "
+                    "Prints ratios measured in this run. --quick: 10% and 2% only, "
                     "LeNet-300-100 and fc7 only, shorter timings and fewer repeats.")
     parser.add_argument("--quick", action="store_true", help="a subset that runs in about 20 seconds")
     parser.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bar")

@@ -35,6 +35,14 @@ def add_batch_argument(p):
 
 
 def batch_overrides(args) -> list[str]:
+    """`--batch-tickets K`; `--no-accel` trains one stage at a time, and says so in the config (batching is part of a
+    run's identity: batched results differ from separate runs by rounding)."""
+    if getattr(args, "no_accel", False):
+        if args.batch_tickets not in (None, 1):
+            from ticketlab.errors import TicketlabError
+
+            raise TicketlabError(f"--no-accel trains one stage at a time; drop --batch-tickets {args.batch_tickets}")
+        return ["train.batch_tickets=1"]
     return [] if args.batch_tickets is None else [f"train.batch_tickets={args.batch_tickets}"]
 
 

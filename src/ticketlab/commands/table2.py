@@ -5,9 +5,10 @@ paper's figures beside ours from run directories made with the row's preset (see
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "table2", help="Table 2 of the source talk: accuracy before/after pruning, paper vs ours",
-        description="Print the talk's Table 2 (LeNet-5/MNIST, Conv-6/CIFAR-10, ResNet-50/CIFAR-10, ResGCN-28/Cora, "
-                    "BERT/MNLI) with our results where a run directory of the row's preset exists under --runs-dir "
-                    "(seeds aggregated as in `ticketlab report`); empty cells say the command that produces them.")
+        description="Print the talk's Table 2 (LeNet-5/MNIST and its Fashion-MNIST stand-in, Conv-6/CIFAR-10, "
+                    "ResNet-50/CIFAR-10, ResGCN-28/Cora, BERT/MNLI) with our results where a run directory of the "
+                    "row's preset exists under --runs-dir (seeds aggregated as in `ticketlab report`, the ticket's "
+                    "gain over dense paired by seed); empty cells say the command that produces them.")
     parser.add_argument("--runs-dir", default="runs", metavar="DIR",
                         help="where `ticketlab run` put its run directories (default: runs)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")

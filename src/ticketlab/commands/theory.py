@@ -30,8 +30,12 @@ def add_parser(subparsers) -> None:
     runner.add_argument("--quiet", action="store_true", help="no progress lines")
     runner.set_defaults(run=run_one)
     lister.add_argument("-v", "--verbose", action="store_true", help="also show every setting and its default")
-    reporter = sub.add_parser("report", help="print the fits of run directories (reads files only)")
+    reporter = sub.add_parser("report", help="print the fits and verdicts of run directories (reads files only)")
     reporter.add_argument("dirs", nargs="+", metavar="DIR", help="a run directory or a directory holding them")
+    reporter.add_argument("--table", action="store_true",
+                          help="print the claim | experiment | figure | verdict table (Markdown) instead")
+    reporter.add_argument("--write-doc", metavar="FILE", default=None,
+                          help="write that table into FILE between its theory-table markers (e.g. docs/theory.md)")
     reporter.set_defaults(run=run_report)
 
 
@@ -70,6 +74,9 @@ def format_results(results: dict, out) -> str:
     lines = [f"{results['experiment']} ({results['size']} size, seed {results['seed']}, "
              f"{results['elapsed_seconds']:.1f} s): {results['claim']}"]
     lines += [f"  {line}" for line in results.get("lines", []) if line]
+    for v in results.get("verdicts", []):
+        variant = f" [{v['variant']}]" if v.get("variant") else ""
+        lines.append(f"  VERDICT{variant} {v['verdict']}: {v['claim']}")
     excluded = results.get("nonfinite_trials", 0)
     lines.append(f"  non-finite trials excluded from every average and fit: {excluded}")
     lines.append(f"  wrote {out}/: {', '.join(results['files'])}")
@@ -86,9 +93,28 @@ def run_report(args) -> int:
         found += [d / "results.json"] if (d / "results.json").exists() else sorted(d.glob("*/results.json"))
     if not found:
         raise TicketlabError(f"no theory run directory (with results.json) in {', '.join(args.dirs)}")
+    loaded = []
     for path in found:
         results = read_json(path)
         if "experiment" not in results or "files" not in results:
             raise TicketlabError(f"{path} is not a theory results file")
-        print(format_results(results, path.parent))
+        loaded.append((path, results))
+    if not (args.table or args.write_doc):
+        for path, results in loaded:
+            print(format_results(results, path.parent))
+        return 0
+    from ticketlab.paper.theory import EXPERIMENTS
+    from ticketlab.paper.theory.table import verdict_table, write_between_markers
+
+    order = {name: i for i, name in enumerate(EXPERIMENTS.names())}
+    loaded.sort(key=lambda item: (order.get(item[1]["experiment"], len(order)), str(item[0])))
+    doc = Path(args.write_doc) if args.write_doc else None
+    if doc is not None and not doc.is_file():
+        raise TicketlabError(f"--write-doc: no such file: {doc}")
+    table = verdict_table(loaded, relative_to=doc.parent if doc else None)
+    if doc is None:
+        print(table)
+    else:
+        write_between_markers(doc, table)
+        print(f"wrote the verdict table ({table.count(chr(10)) - 1} rows) into {doc}")
     return 0

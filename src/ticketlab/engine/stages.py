@@ -1,56 +1,103 @@
 """Scheduling the stages of one or more runs (e.g. one per seed): level by level, batched or alone.
 
-A `Stage` is one training of a run (IMP at a level, or a baseline); `run_lotteries` trains the levels in order and
-`train_stages` cuts each level's stages into batched chunks, the same way on every resume."""
+A `Stage` is one training of a run (IMP at a level, or a baseline): where it writes, what it is, which stages it may
+train with (`batch_key`) and how to get its ticket when it trains. A run shows the scheduler only what `Run` names
+(ticketlab.engine.lottery.Lottery is one); `run_lotteries` trains the levels in order and `train_stages` cuts each
+level's stages into batched chunks, the same way on every resume. What a stage writes: engine/stage_files.py."""
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ticketlab.core.files import read_json
+from torch import nn
+
 from ticketlab.data.augment import AUGMENTATIONS
-from ticketlab.engine import distributed
-from ticketlab.engine.store import RunStore, is_done, save_weights
+from ticketlab.engine import distributed, stage_files
+from ticketlab.engine.accelerator import Accelerator, Ticket
+from ticketlab.engine.config import TrainConfig
+from ticketlab.engine.schedule import Plan
+from ticketlab.engine.store import RunStore, is_done
+from ticketlab.engine.training import train
 
-if TYPE_CHECKING:  # lottery.py imports this module: Lottery only names a type here
-    from ticketlab.engine.lottery import Lottery
+
+@dataclass(frozen=True)
+class Training:
+    """How the stages of one run train: the same settings, data, augmentation, accelerator and architecture."""
+
+    cfg: TrainConfig
+    splits: object
+    model: nn.Module  # the run's model: batched copies must share its architecture
+    augment: str  # a name in ticketlab.data.augment.AUGMENTATIONS
+    accelerator: Accelerator
+    progress: bool = False
+
+    @property
+    def augmentation(self):
+        return AUGMENTATIONS.get(self.augment)
+
+    @cached_property
+    def batchable(self) -> bool:
+        t = self.cfg
+        if t.batch_tickets < 2 or t.precision != "fp32" or t.compile or t.channels_last or distributed.active():
+            return False
+        return self.accelerator.batchable(self.model, self.splits.input_shape)
+
+    def batch_key(self, plan: Plan, rewind: str) -> tuple | None:
+        """Stages with equal keys may train as one batched model; None: this run's stages train alone."""
+        if not self.batchable:
+            return None
+        schedule = (plan.start, plan.total, plan.steps_per_epoch, plan.batch_size, plan.eval_every,
+                    plan.checkpoint_every, rewind)
+        return (repr(self.model), tuple(self.splits.input_shape), repr(self.cfg), self.augment, schedule)
 
 
 @dataclass
 class Stage:
     """One training of a run (IMP at a level, or a baseline) as the scheduler sees it."""
 
-    lottery: "Lottery"
     path: Path
     kind: str
     level: int
+    ticket: Callable[[], Ticket]  # its start weights, masks and plan, made when it is about to train
+    training: Training
+    batch_key: tuple | None = None
 
     def done(self) -> bool:
         return is_done(self.path)
 
 
-def run_lotteries(lotteries: list["Lottery"]) -> list[RunStore]:
+class Run(Protocol):
+    """What the scheduler needs of a run."""
+
+    store: RunStore
+
+    def begin(self) -> None:
+        """Write what level 0 starts from (θ0), unless written; called on rank 0 only."""
+
+    def stages(self, level: int) -> list[Stage]:
+        """The stages of `level`, done or not, IMP first."""
+
+    def goes_on(self, level: int) -> bool:
+        """Whether level + 1 follows, once the stages of `level` are done."""
+
+
+def run_lotteries(runs: Sequence[Run]) -> list[RunStore]:
     """Run lotteries (e.g. one per seed) level by level. At each level the stages of all runs still going (IMP and
     its baselines; level L+1 needs level L, so levels run in order) train together as batched models when they
     share an architecture and a schedule (`train.batch_tickets`, ticketlab.accel.batching), else one after another."""
-    for lottery in lotteries:
-        if distributed.is_main() and not lottery.store.init_path.exists():
-            save_weights(lottery.store.init_path, lottery.model)
+    if distributed.is_main():
+        for run in runs:
+            run.begin()
     distributed.barrier()
-    dense: dict[int, dict] = {}
-    active, level = list(lotteries), 0
+    active, level = list(runs), 0
     while active:
-        train_stages([stage for lottery in active for stage in lottery.stages(level)])
-        going = []
-        for lottery in active:
-            summary = read_json(lottery.store.level(level) / "summary.json")
-            dense.setdefault(id(lottery), summary)
-            if level < lottery.cfg.lottery.levels and not (level and lottery.should_stop(summary, dense[id(lottery)])):
-                going.append(lottery)
-        active, level = going, level + 1
-    return [lottery.store for lottery in lotteries]
+        train_stages([stage for run in active for stage in run.stages(level)])
+        active, level = [run for run in active if run.goes_on(level)], level + 1
+    return [run.store for run in runs]
 
 
 def train_stages(stages: list[Stage]) -> None:
@@ -59,43 +106,47 @@ def train_stages(stages: list[Stage]) -> None:
     Chunks are cut from all stages, done or not, so a resumed run batches exactly as the first attempt did."""
     groups: dict = {}
     for i, stage in enumerate(stages):
-        key = stage.lottery.batch_key(stage.level)
-        groups.setdefault(("alone", i) if key is None else key, []).append(stage)
+        groups.setdefault(("alone", i) if stage.batch_key is None else stage.batch_key, []).append(stage)
     for group in groups.values():
-        for chunk in balanced_chunks(group, group[0].lottery.cfg.train.batch_tickets):
+        for chunk in balanced_chunks(group, group[0].training.cfg.batch_tickets):
             pending = [s for s in chunk if not s.done()]
             for s in chunk:
                 if s.done() and distributed.is_main():  # a run killed between a summary and the checkpoint's removal
-                    remove_checkpoints(s.path)
+                    stage_files.remove_checkpoints(s.path)
             if len(chunk) == 1 and pending:
-                s = pending[0]
-                t = s.lottery.prepare(s, s.lottery.level_masks(s.level))
-                s.lottery.run_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, t.snapshot)
+                train_alone(pending[0])
             elif pending:
                 train_chunk(pending, len(chunk))
 
 
-def remove_checkpoints(stage: Path) -> None:
-    for name in ("checkpoint.safetensors", "checkpoint.next.safetensors"):
-        (stage / name).unlink(missing_ok=True)
+def train_alone(stage: Stage) -> None:
+    """Train one stage by itself; data-parallel, every rank trains and rank 0 alone writes the stage's files."""
+    ticket, how = stage.ticket(), stage.training
+    distributed.check_same_masks(ticket.masks, f"level {stage.level} {stage.kind}")  # refuse ranks that differ
+    main = distributed.is_main()
+    if main:
+        stage_files.begin(ticket)
+    started = time.perf_counter()
+    rows = train(ticket.model, ticket.masks, ticket.splits, how.cfg, ticket.plan, ticket.stage,
+                 snapshot=ticket.snapshot, augment=how.augmentation, progress=how.progress,
+                 desc=f"level {stage.level} {stage.kind}", accelerator=how.accelerator)
+    if main:
+        stage_files.finish(ticket, stage.kind, stage.level, rows, time.perf_counter() - started)
+    distributed.barrier()  # the other ranks read what rank 0 wrote
 
 
 def train_chunk(stages: list[Stage], batched: int) -> None:
     """Train `stages` as one batched model; `batched` is the size of their chunk (the same on every resume)."""
-    masks = {}  # the level's IMP masks, computed once per run (baselines derive theirs from them)
-    for s in stages:
-        masks.setdefault(id(s.lottery), s.lottery.level_masks(s.level))
-    tickets = [s.lottery.prepare(s, masks[id(s.lottery)]) for s in stages]
-    for s, t in zip(stages, tickets, strict=True):
-        s.lottery.begin_stage(s.path, t.masks)
-    first = stages[0].lottery
+    tickets = [s.ticket() for s in stages]
+    for t in tickets:
+        stage_files.begin(t)
+    how = stages[0].training  # equal batch keys: the same training for all
     started = time.perf_counter()
-    rows = first.accelerator.train_batched(tickets, first.cfg.train, augment=AUGMENTATIONS.get(first.cfg.data.augment),
-                                           progress=first.progress,
-                                           desc=f"level {stages[0].level}: {len(stages)} tickets batched")
+    rows = how.accelerator.train_batched(tickets, how.cfg, augment=how.augmentation, progress=how.progress,
+                                         desc=f"level {stages[0].level}: {len(stages)} tickets batched")
     wall = time.perf_counter() - started
     for s, t, r in zip(stages, tickets, rows, strict=True):
-        s.lottery.finish_stage(s.path, s.kind, s.level, t.model, t.masks, t.plan, r, wall, batched=batched)
+        stage_files.finish(t, s.kind, s.level, r, wall, batched=batched)
 
 
 def balanced_chunks(items: list, limit: int) -> list[list]:
@@ -108,4 +159,3 @@ def balanced_chunks(items: list, limit: int) -> list[list]:
         out.append(items[i : i + step])
         i += step
     return [c for c in out if c]
-

@@ -15,29 +15,31 @@ import torch
 from torch import nn
 
 from ticketlab.core.files import load_tensors, read_json, save_tensors, write_bytes_atomic, write_json_atomic
+from ticketlab.core.fingerprint import Fingerprint
 from ticketlab.engine.config import Config, from_dict
+from ticketlab.engine.identity import record, refusal
 from ticketlab.errors import TicketlabError
 
 
 class RunStore:
-    """Paths of one run directory; `open` refuses a directory that holds a different config."""
+    """Paths of one run directory; `open` refuses a directory made with another config or model."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
     @classmethod
-    def open(cls, runs_dir: str | Path, cfg: Config, preset: str | None = None) -> "RunStore":
+    def open(cls, runs_dir: str | Path, cfg: Config, preset: str | None = None, *,
+             fingerprint: Fingerprint | None = None) -> "RunStore":
+        """The run directory of `cfg`, created with its config.json, or an existing one checked against `cfg` and the
+        model's `fingerprint` (None: the model is not checked nor recorded). An existing config.json is never
+        rewritten: directories written before fingerprints existed stay as they are."""
         store = cls(Path(runs_dir) / cfg.run_name())
-        record = {"hash": cfg.hash(), "config": cfg.to_dict(), "non_default": cfg.non_default(), "preset": preset}
         if store.config_path.exists():
-            existing = read_json(store.config_path)
-            if existing.get("hash") != cfg.hash():
-                raise TicketlabError(
-                    f"run directory {store.root} holds a different config (hash {existing.get('hash')}, "
-                    f"this one {cfg.hash()}); choose another --runs-dir"
-                )
+            why = refusal(store.root, read_json(store.config_path), cfg, fingerprint)
+            if why:
+                raise TicketlabError(why)
         else:
-            write_json_atomic(store.config_path, record)
+            write_json_atomic(store.config_path, record(cfg, preset, fingerprint))
         return store
 
     @property

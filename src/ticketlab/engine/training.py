@@ -4,10 +4,12 @@ Gradients of pruned weights are zeroed before the optimizer step and the mask is
 masked_update.py), so momentum, weight decay and Adam's moments cannot revive them. The data order and the learning
 rate are pure functions of the step (schedule.py), so a stage resumed from a checkpoint continues exactly where it
 stopped. An accelerator (engine/accelerator.py) may supply an optimizer that keeps pruned entries at zero itself, with
-the same bits and less memory traffic."""
+the same bits and less memory traffic.
+
+What a stage writes and when (metric rows, checkpoints, resume, divergence, snapshots) is kept by the stage's
+`Bookkeeping` (bookkeeping.py), the one the batched accelerator keeps too; this loop trains and asks it."""
 
 import contextlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,18 +21,17 @@ from tqdm import tqdm
 from ticketlab.core.masked_update import MaskedUpdate
 from ticketlab.core.masks import Masks
 from ticketlab.engine import distributed
-from ticketlab.engine.accelerator import PURE_TORCH, Accelerator
+from ticketlab.engine.accelerator import PURE_TORCH, Accelerator, Ticket
+from ticketlab.engine.bookkeeping import CHECKPOINT, Bookkeeping
+from ticketlab.engine.bookkeeping import Diverged as Diverged  # re-exported: `train` raises it
+from ticketlab.engine.bookkeeping import early_stop as early_stop  # re-exported
 from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.optimizers import ZERO_PRESERVING
 from ticketlab.engine.schedule import Plan, batch_indices
-from ticketlab.engine.store import append_metrics, load_checkpoint, read_metrics, save_checkpoint, write_metrics
+from ticketlab.engine.store import load_checkpoint, save_checkpoint
 from ticketlab.errors import TicketlabError
 
 EVAL_BATCH = 1000
-
-
-class Diverged(TicketlabError):
-    """The loss became NaN or infinite; what was written so far is kept."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +97,8 @@ def train(
     desc: str = "",
     accelerator: Accelerator = PURE_TORCH,
 ) -> list[dict]:
-    """Train `model` under `masks` from plan.start to plan.total, writing metrics and checkpoints into `stage`.
+    """Train `model` under `masks` from plan.start to plan.total, writing metrics and checkpoints into `stage`
+    (what and when: bookkeeping.py).
 
     Resumes from `stage/checkpoint.safetensors` when present. `snapshot=(k, fn)` calls fn(model) right after step k
     (used to save the late-rewinding point θk); `augment(batch, generator)` transforms each training batch with a
@@ -108,45 +110,28 @@ def train(
     masks.apply(model)
     optimizer, handled = accelerator.optimizer(model, masks, cfg)
     update = MaskedUpdate.for_model(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=handled)
-    ckpt, metrics_path = stage / "checkpoint.safetensors", stage / "metrics.jsonl"
-    step, loss_sum, loss_count, wall0 = plan.start, 0.0, 0, 0.0
-    if ckpt.exists():
-        extra = load_checkpoint(ckpt, model, optimizer)
-        step, loss_sum, loss_count, wall0 = extra["step"], extra["loss_sum"], extra["loss_count"], extra["wall"]
+    ckpt = stage / CHECKPOINT
+    extra = load_checkpoint(ckpt, model, optimizer) if ckpt.exists() else None
     # Data-parallel (ticketlab.engine.distributed): each rank trains on its share of every batch; rank 0 alone evaluates
-    # and writes files. The sums below hold global values, the same on every rank.
+    # and writes files. The books' sums hold global values, the same on every rank.
     ddp, main = distributed.active(), distributed.is_main()
-    rows = read_metrics(metrics_path, upto_step=step if ckpt.exists() else -1) if main else []
-    if main:
-        write_metrics(metrics_path, rows)
-    started = time.perf_counter() - wall0
+    book = Bookkeeping([Ticket(model, masks, splits, plan, stage, snapshot, desc)], [extra], writes=main)
+
+    def evaluations():
+        return [evaluate(model, splits.val.x, splits.val.y)], [evaluate(model, splits.test.x, splits.test.y)]
+
+    rows = book.open(evaluations)[0]
     x_train, y_train = splits.train.x, splits.train.y
     forward = distributed.wrap(model)
     if hasattr(optimizer, "reload"):  # an optimizer holding its own copy of the weights re-reads them: DDP's
         optimizer.reload()  # construction broadcast rank 0's weights into the model
     forward = torch.compile(forward) if cfg.compile else forward
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-
-    def log(step: int) -> None:
-        nonlocal loss_sum, loss_count
-        if main:
-            val_loss, val_acc = evaluate(model, splits.val.x, splits.val.y)
-            test_loss, test_acc = evaluate(model, splits.test.x, splits.test.y)
-            row = {
-                "step": step, "epoch": step / plan.steps_per_epoch,
-                "train_loss": loss_sum / loss_count if loss_count else None,
-                "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
-                "lr": plan.lr(min(step, plan.total - 1)), "wall": time.perf_counter() - started,
-            }
-            rows.append(row)
-            append_metrics(metrics_path, row)
-        loss_sum, loss_count = 0.0, 0
-
-    if main and not rows:
-        log(step)
     model.train()
-    bar = tqdm(total=plan.total, initial=step, desc=desc, disable=not progress or not main, leave=False, unit="it")
-    while step < plan.total:
+    bar = tqdm(total=plan.total, initial=book.step, desc=desc, disable=not progress or not main, leave=False,
+               unit="it")
+    while book.step < plan.total:
+        step = book.step
         idx = batch_indices(step, len(x_train), plan).to(x_train.device)
         # index_select, not x[idx]: the same rows, 3x faster here, and serial (advanced indexing spawns threads)
         xb, yb = x_train.index_select(0, idx).to(device), y_train.index_select(0, idx).to(device)
@@ -162,10 +147,8 @@ def train(
         with autocast(cfg, device):
             out = forward(xb)
             loss = distributed.shard_loss(out, yb, len(idx)) if ddp else F.cross_entropy(out, yb)
-        value = distributed.mean_over_ranks(loss) if ddp else loss  # the global batch's mean loss, on every rank
-        if not torch.isfinite(value):
-            raise Diverged(f"loss became {value.item()} at step {step} ({desc or stage.name}); "
-                           f"lower train.lr or check the data; results so far are kept in {stage}")
+        value = (distributed.mean_over_ranks(loss) if ddp else loss).item()  # the global batch's mean loss, all ranks
+        book.check(value)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -173,30 +156,13 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         update.after_step()
-        loss_sum, loss_count, step = loss_sum + value.item(), loss_count + 1, step + 1
+        book.add(value)
         bar.update(1)
-        if snapshot and step == snapshot[0] and main:
-            snapshot[1](model)
-        if step % plan.eval_every == 0 or step == plan.total:
-            log(step)
-        if step % plan.checkpoint_every == 0 and step < plan.total and main:
-            extra = {"step": step, "loss_sum": loss_sum, "loss_count": loss_count,
-                     "wall": time.perf_counter() - started}
-            save_checkpoint(ckpt, model, optimizer, extra)
+        book.snapshot(lambda _: model)
+        if book.evaluates():
+            book.log(evaluations)
+        if book.checkpoints():
+            save_checkpoint(ckpt, model, optimizer, book.extra())
     bar.close()
     return rows
 
-
-def early_stop(rows: list[dict]) -> dict:
-    """Frankle & Carbin's early-stop statistic: the step of minimum validation loss and the test accuracy there,
-    with the final and best values beside it."""
-    best = min(rows, key=lambda r: (r["val_loss"], r["step"]))
-    return {
-        "early_stop_step": best["step"],
-        "early_stop_val_loss": best["val_loss"],
-        "early_stop_test_acc": best["test_acc"],
-        "final_test_acc": rows[-1]["test_acc"],
-        "final_val_acc": rows[-1]["val_acc"],
-        "best_test_acc": max(r["test_acc"] for r in rows),
-        "best_val_acc": max(r["val_acc"] for r in rows),
-    }

@@ -45,7 +45,8 @@ class GraphModel(nn.Module):
     """The graph and its shared adjacency; subclasses define `logits()` for all nodes."""
 
     input_shape = ()  # one node id
-    count_per_forward = True  # ticketlab.core.counting: every forward computes the whole graph, whatever rows it returns
+    # ticketlab.core.counting: every forward computes the whole graph, whatever rows it returns
+    count_per_forward = True
 
     def __init__(self, graph: Graph):
         super().__init__()
@@ -110,7 +111,8 @@ def _need_graph(name: str, graph) -> Graph:
     if graph is None:
         return cora_shaped()
     if not isinstance(graph, Graph):
-        raise TicketlabError(f"model {name!r} option graph must be a ticketlab.models.graph.Graph, got {type(graph).__name__}")
+        raise TicketlabError(f"model {name!r} option graph must be a ticketlab.models.graph.Graph, "
+                             f"got {type(graph).__name__}")
     return graph
 
 

@@ -156,7 +156,7 @@ class Adjacency(nn.Module):
         """Â as a dense (N, N) matrix, for inspection and tests."""
         return self.forward(torch.eye(self.num_nodes, device=self.edge_mask.device))
 
-    # -- hooks read by ticketlab.core.counting and ticketlab.core.masks ------------------------------------------------------
+    # -- hooks read by ticketlab.core.counting and ticketlab.core.masks ----------------------------------------------
     def count_macs(self, args: tuple, output: torch.Tensor, kept: dict[str, int]) -> tuple[int, int]:
         """(dense, kept) multiply-adds of one call: nnz(Â) x feature width, nnz = 2 x edges + N self-loops."""
         h = args[0]

@@ -31,14 +31,15 @@ class ModelSpec:
 
 
 class ModelRegistry(Registry[ModelSpec]):
-    def register(self, name: str, *, input_shape: tuple[int, ...], num_classes: int, description: str = ""):
+    def register(self, name: str, *, input_shape: tuple[int, ...], num_classes: int, description: str = "",
+                 replace: bool = False):
         """Decorator on a factory `f(num_classes, **options) -> nn.Module`; returns the factory unchanged."""
 
         def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
             doc = (factory.__doc__ or "").strip().splitlines()
             spec = ModelSpec(name, factory, tuple(input_shape), int(num_classes),
                              description or (doc[0] if doc else ""))
-            super(ModelRegistry, self).register(name)(spec)
+            super(ModelRegistry, self).register(name, replace=replace)(spec)
             return factory
 
         return add

@@ -15,6 +15,7 @@ from ticketlab.core.files import read_json
 from ticketlab.core.masks import describe_density
 from ticketlab.errors import TicketlabError
 from ticketlab.report import Group, Row, Run, align, fmt_acc, group_runs, load_run, setting
+from ticketlab.report.paired import Paired, paired_difference
 from ticketlab.report.published import PAPER, changed_settings
 
 # -- finding our runs ---------------------------------------------------------------------------------------------
@@ -57,6 +58,12 @@ class Ours:
     def ticket(self) -> Row | None:
         return self.group.best_ticket()
 
+    @property
+    def gain(self) -> Paired | None:
+        """The best ticket minus the dense network, seed by seed (test accuracy at early stop)."""
+        ticket = self.ticket
+        return None if ticket is None else paired_difference(self.group.runs, ("imp", ticket.level), ("imp", 0))
+
     def to_dict(self) -> dict:
         def acc(row):
             if row is None or row.acc is None:
@@ -70,6 +77,9 @@ class Ours:
             "dense": acc(self.dense), "ticket": acc(ticket),
             "ticket_level": None if ticket is None else ticket.level,
             "ticket_density": None if ticket is None or ticket.density is None else ticket.density.mean,
+            "gain": None if self.gain is None else {"mean": 100 * self.gain.mean, "low": 100 * self.gain.low,
+                                                    "high": 100 * self.gain.high, "seeds": self.gain.n,
+                                                    "verdict": self.gain.verdict},
         }
 
 
@@ -100,7 +110,8 @@ def ticket_cell(row: Row | None) -> str:
 
 
 def format_table2(rows: list[dict], runs_dir: str | Path = "runs") -> str:
-    header = ["network", "dataset", "preset", "paper before", "paper after", "ours dense", "ours ticket", "runs"]
+    header = ["network", "dataset", "preset", "paper before", "paper after", "ours dense", "ours ticket",
+              "ticket - dense, paired", "runs"]
     table, notes, remarks = [header], [], []
     for row in rows:
         paper, preset = row["paper"], row["preset"]
@@ -111,14 +122,15 @@ def format_table2(rows: list[dict], runs_dir: str | Path = "runs") -> str:
         left = [paper["network"] + mark, paper["dataset"], preset, f"{paper['before']:.2f}", f"{paper['after']:.2f}"]
         if not row["ours"]:
             missing = "" if row["registered"] else " (preset not registered yet)"
-            table.append([*left, "—", "—", f"none; to produce: {row['command']}{missing}"])
+            table.append([*left, "—", "—", "—", f"none; to produce: {row['command']}{missing}"])
         for i, ours in enumerate(row["ours"]):
             group = ours.group
             dense = fmt_acc(ours.dense.acc) if ours.dense is not None else "—"
             n = len(group.runs)
             runs = f"{n} seed{'s' if n > 1 else ''}{' (in progress)' if group.in_progress else ''}"
             runs += " (changed settings, see below)" if ours.changed else ""
-            table.append([*(left if i == 0 else [""] * len(left)), dense, ticket_cell(ours.ticket), runs])
+            gain = "—" if ours.gain is None else f"{ours.gain.format()}: {ours.gain.verdict}"
+            table.append([*(left if i == 0 else [""] * len(left)), dense, ticket_cell(ours.ticket), gain, runs])
             if ours.changed:
                 changes = ", ".join(setting(k, v) for k, v in ours.changed.items())
                 remarks.append(f"{preset} ({', '.join(r.name for r in group.runs)}): changed from the preset: "
@@ -126,7 +138,8 @@ def format_table2(rows: list[dict], runs_dir: str | Path = "runs") -> str:
     lines = [
         "Table 2 of the source talk: test accuracy (%) before / after pruning. Paper: as quoted by the talk.",
         f"Ours: runs under {runs_dir}/ made from the preset, mean ± std over seeds; dense = level 0, ticket = the best "
-        "IMP level; test accuracy at early stop (minimum validation loss).",
+        "IMP level (chosen on validation accuracy); test accuracy at early stop (minimum validation loss); paired: "
+        "the ticket minus the dense network of the same seed, mean and 95% t-interval over seeds.",
         "",
         align(table, right={3, 4}),
     ]

@@ -27,7 +27,7 @@ def run_line(run: Run) -> str:
 
 
 def group_blocks(group: Group, prefix: str, out_dir: Path) -> list[tuple]:
-    from ticketlab import figures  # matplotlib only when figures are drawn
+    from ticketlab.report import figures  # matplotlib only when figures are drawn
 
     blocks: list[tuple] = [("h2", group.label), ("p", f"Settings (non-default): {group.settings}."),
                            ("list", [run_line(r) for r in group.runs]), ("h3", "Summary")]

@@ -5,13 +5,18 @@ None when there is nothing to draw yet."""
 import io
 import math
 
-import matplotlib
 import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
+from ticketlab.core.extras import missing
 from ticketlab.core.masks import describe_density
 from ticketlab.report import LABELS, Group, Stat
+
+try:
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
+except ImportError:
+    raise missing("matplotlib", "plotting", "plot") from None
 
 COLORS = {"imp": "#1f77b4", "random_pruning": "#9467bd", "random_reinit": "#ff7f0e", "oneshot": "#2ca02c"}
 DENSE_COLOR = "#555555"

@@ -39,7 +39,7 @@ def summary_sentences(group: Group) -> list[str]:
     return out
 
 
-# -- paper vs ours: runs of a preset with a row in the talk's Table 2 (ticketlab.report.published.PAPER) -------------------
+# -- paper vs ours: runs of a preset with a row in the talk's Table 2 (ticketlab.report.published.PAPER) -----------
 
 def paper_row(group: Group):
     """The talk's Table 2 row of the group's preset (a `PaperRow`), or None."""

@@ -9,8 +9,8 @@
     pack: true                                # runs differing only in seeds train as one batched job
     ray: {address: 10.0.0.1:6379, num_cpus: 1, num_gpus: 0}
 
-Every point of the grid is built into a full Config (ticketlab.engine.presets.build_config) before anything runs, so a bad
-key or value is one line naming it, with the closest allowed name."""
+Every point of the grid is built into a full Config (ticketlab.engine.presets.build_config) before anything runs, so a
+bad key or value is one line naming it, with the closest allowed name."""
 
 import copy
 import itertools

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from ticketlab.engine.bookkeeping import CHECKPOINT
+
 NEXT = "checkpoint.next.safetensors"
 
 
@@ -27,17 +29,17 @@ def reconcile(stages: list[Path]) -> None:
     if not pending:
         return
     step = checkpoint_step(pending[0] / NEXT)
-    complete = all((s / NEXT).exists() or checkpoint_step(s / "checkpoint.safetensors") == step for s in stages)
+    complete = all((s / NEXT).exists() or checkpoint_step(s / CHECKPOINT) == step for s in stages)
     for s in pending:
         if complete:
-            os.replace(s / NEXT, s / "checkpoint.safetensors")
+            os.replace(s / NEXT, s / CHECKPOINT)
         else:
             (s / NEXT).unlink()
 
 
 def resume_step(stage: Path, start: int) -> int:
     """The step a stage resumes from: its checkpoint's, else its plan's `start`."""
-    step = checkpoint_step(stage / "checkpoint.safetensors")
+    step = checkpoint_step(stage / CHECKPOINT)
     return start if step is None else step
 
 

@@ -22,7 +22,8 @@ NO_TENSOR = torch.empty(0)  # the kernel's "none" (no bias, no fused ReLU)
 
 @functools.cache
 def kernel():
-    """The compiled extension (`forward`, `backward`), or None where it is not available."""
+    """The compiled extension (`forward`, `backward`, `backward_step`), or None where it is not available (`build`:
+    another torch than the one its Adam step mirrors, no compiler, a failed build): layers then train dense."""
     return build("sparse_linear", "sparse training kernel")
 
 

@@ -20,7 +20,8 @@ import torch
 
 from ticketlab.errors import TicketlabError
 from ticketlab.paper.theory.checks import memory, positive, teacher_shapes
-from ticketlab.paper.theory.fitting import finite_stats, fit_line
+from ticketlab.paper.theory.fitting import finite_stats
+from ticketlab.paper.theory.hessian_fit import summarise
 from ticketlab.paper.theory.plots import figure, spread
 from ticketlab.paper.theory.registry import experiment
 from ticketlab.paper.theory.seeds import stream
@@ -42,6 +43,7 @@ class HessianSettings:
     radii: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
     width: float = 0.05  # half-width of the kink band, relative to ||w_j||
     chunk: int = 4000  # samples per Hessian accumulation chunk (bounds memory)
+    resamples: int = 200  # bootstrap over trials of the censored radius fit
 
 
 def hessian_chunked(W, X, mask, chunk: int) -> torch.Tensor:
@@ -95,7 +97,8 @@ def radius(ratios: torch.Tensor, s_grid) -> torch.Tensor:
 @experiment("hessian", "the pruned network's convex region is larger and steeper: lambda_min and radius "
             "≈ 1 - c·sqrt(r/N)", HessianSettings,
             quick={"d": 40, "r_star": 5, "rs": (5, 10, 20), "Ns": (500, 1000, 2000), "N_pop": 8000, "trials": 3,
-                   "radius_rs": (5, 20), "directions": 2, "radii": (0.2, 0.5, 1.0)})
+                   "radius_rs": (5, 20), "directions": 2, "radii": (0.2, 0.5, 1.0),
+                   "resamples": 40})
 def run(s: HessianSettings, seed: int, out, max_bytes: int, progress=print) -> dict:
     teacher_shapes(s.d, s.K, s.r_star, rs=s.rs, Ns=(*s.Ns, s.N_pop))
     positive("trials", s.trials)
@@ -131,20 +134,10 @@ def run(s: HessianSettings, seed: int, out, max_bytes: int, progress=print) -> d
             f"{_stat(rows, r, N, 'radius')['median']:.2f}" for N in s.Ns)) if r in s.radius_rs else ""))
     out.csv("trials.csv", rows)
     out.csv("lambda_along_rays.csv", curves)
-    probed = [row for row in rows if math.isfinite(row["radius"])]
-    capped = sum(1 for row in probed if row["radius"] >= s.radii[-1])
-    fits, lines = {}, []
-    for key, label, pts in (("lambda_ratio", "lambda_min/lambda_pop", rows), ("radius", "radius", probed)):
-        fit = fit_line([row["sqrt_r_over_N"] for row in pts], [row[key] for row in pts])
-        fits[f"{label} = a + slope·sqrt(r/N)"] = fit.to_dict() if fit else None
-        if fit:
-            lines.append(f"{fit.describe('sqrt(r/N)', label)}; c = -slope/intercept = {-fit.slope / fit.intercept:.3g}")
-    lines.append(f"radius: {len(probed) - capped} of {len(probed)} probed trials lost positive definiteness within "
-                 f"relative distance {s.radii[-1]}; the other {capped} are recorded as {s.radii[-1]} (lower bounds, "
-                 f"so the radius fit understates how fast the radius falls)")
+    fits, lines, verdicts = summarise(s, rows, seed)
     draw(s, rows, fits, out)
-    return {"fits": fits, "lines": lines, "nonfinite_trials": sum(1 for row in rows if not math.isfinite(
-        row["lambda_min_K2"]))}
+    return {"fits": fits, "lines": lines, "verdicts": verdicts,
+            "nonfinite_trials": sum(1 for row in rows if not math.isfinite(row["lambda_min_K2"]))}
 
 
 def _single(teacher):
@@ -182,7 +175,7 @@ def draw(s, rows, fits, out) -> None:
                     label=f"fit {fit['intercept']:.2f} {fit['slope']:+.2f}·sqrt(r/N)")
         ax.set_xlabel("sqrt(r/N)")
         ax.set_ylabel(ylabel)
-    axes[2].axhline(s.radii[-1], color="0.6", ls=":", lw=1, label="grid end: lower bounds")
+    axes[2].axhline(s.radii[-1], color="0.6", ls=":", lw=1, label="grid end: censored (lower bounds)")
     axes[2].set_ylim(bottom=0)
     for ax in axes[1:]:
         ax.legend(fontsize=7)

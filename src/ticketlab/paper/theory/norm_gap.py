@@ -13,10 +13,12 @@ import torch
 from ticketlab.paper.theory.checks import memory, positive
 from ticketlab.paper.theory.features import FeatureSettings, feature_bytes
 from ticketlab.paper.theory.fitting import finite_stats, fit_line, fit_loglog
+from ticketlab.paper.theory.forms import compare_forms
 from ticketlab.paper.theory.norms import train_model
 from ticketlab.paper.theory.patchnet import goodness, train_patchnet
 from ticketlab.paper.theory.plots import figure, spread
 from ticketlab.paper.theory.registry import experiment
+from ticketlab.paper.theory.verdict import verdict
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,15 @@ def run(s: NormGapSettings, seed: int, out, max_bytes: int, progress=print) -> d
         lines.append(linear.describe("1/sqrt(N)", "gap"))
     lines.append(f"trials without a bad neuron (gap undefined, excluded): {len(rows) - len(pts) - nonfinite}")
     draw(s, rows, fits, out)
-    return {"fits": fits, "lines": lines, "nonfinite_trials": nonfinite}
+    forms = compare_forms([p["N"] for p in pts], [p["one_minus_gap"] for p in pts], [p["trial"] for p in pts])
+    fits["1 - gap vs N: forms"] = forms.to_dict() if forms else None
+    word, text = forms.verdict(-0.5) if forms else ("inconclusive", "too few trials")
+    gap = _stats(rows, max(s.Ns), "gap")["median"]
+    text = f"median gap {gap:.3f} at N={max(s.Ns)}; 1 - gap vs N: {text}"
+    lines.append(f"{word}: {text}")
+    verdicts = [verdict("norm gap between good and bad neurons ≥ 1 - Θ(1/sqrt(N))", word, text, "norm_gap.png",
+                        s.model)]
+    return {"fits": fits, "lines": lines, "verdicts": verdicts, "nonfinite_trials": nonfinite}
 
 
 def _stats(rows, N, key) -> dict:

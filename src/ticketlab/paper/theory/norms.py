@@ -17,8 +17,10 @@ from ticketlab.paper.theory.patchnet import error_rate, goodness, init_weights, 
 from ticketlab.paper.theory.plots import figure
 from ticketlab.paper.theory.registry import experiment
 from ticketlab.paper.theory.seeds import stream
+from ticketlab.paper.theory.verdict import verdict
 
 MODELS = ("mlp", "gnn")
+CLAIM = "good neurons end with large norms, bad ones small (Figure 4)"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,16 @@ def run(s: NormSettings, seed: int, out, max_bytes: int, progress=print) -> dict
         progress("  " + lines[-1])
     out.csv("neurons.csv", rows)
     draw(s, rows, out)
-    return {"fits": {}, "lines": lines, "nonfinite_trials": nonfinite, "summary": summary}
+    verdicts = []
+    for model, st in summary.items():
+        auc_median, q25 = st["auc"]["median"], st["auc"]["q25"]
+        word = "inconclusive" if auc_median is None else "agrees" if q25 >= 0.95 else \
+            "partly" if auc_median > 0.5 else "disagrees"
+        verdicts.append(verdict(CLAIM, word, f"{model}: good-neuron norm median {_fmt(st['good_norm'])} vs bad "
+                                f"{_fmt(st['bad_norm'])}; per-trial AUC (good > bad) median {_fmt(st['auc'])}, "
+                                f"lower quartile {q25 if q25 is None else round(q25, 3)}",
+                                "norms.png", "two-layer net" if model == "mlp" else "two-layer GNN"))
+    return {"fits": {}, "lines": lines, "verdicts": verdicts, "nonfinite_trials": nonfinite, "summary": summary}
 
 
 def _fmt(stat) -> str:

@@ -16,6 +16,7 @@ from ticketlab.paper.theory.norms import train_model
 from ticketlab.paper.theory.patchnet import goodness, train_patchnet
 from ticketlab.paper.theory.plots import figure, spread
 from ticketlab.paper.theory.registry import experiment
+from ticketlab.paper.theory.verdict import verdict
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,17 @@ def run(s: PersistenceSettings, seed: int, out, max_bytes: int, progress=print) 
     lines.append(f"median overlap reaches 1 at iteration {first_full}" if first_full is not None
                  else "median overlap never reaches 1")
     draw(s, rows, its, out)
-    return {"fits": {}, "lines": lines, "nonfinite_trials": int((~res.finite).sum()), "final": final}
+    still_min = min(r["still_good"] for r in rows if r["iteration"] == last and r["finite"])
+    overlap = final["top_magnitude_overlap"]
+    word = "agrees" if still_min >= 0.999 and overlap["median"] >= 0.9 else \
+        "partly" if overlap["median"] > final["chance"]["median"] else "disagrees"
+    text = (f"after {last} iterations (σ={s.sigma}): good-at-init neurons still good, min over trials {still_min:.3f}; "
+            f"overlap of G0 with the top-|G0| norms median {overlap['median']:.3f} (chance "
+            f"{final['chance']['median']:.3f})")
+    verdicts = [verdict("a neuron good at initialisation stays good, so magnitude keeps the good-at-init neurons",
+                        word, text, "persistence.png", s.model)]
+    return {"fits": {}, "lines": lines, "verdicts": verdicts, "nonfinite_trials": int((~res.finite).sum()),
+            "final": final}
 
 
 def _median(rows, it, key):

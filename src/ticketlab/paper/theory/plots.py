@@ -2,8 +2,13 @@
 
 import io
 
-import matplotlib
-from matplotlib.figure import Figure
+from ticketlab.core.extras import missing
+
+try:
+    import matplotlib
+    from matplotlib.figure import Figure
+except ImportError:
+    raise missing("matplotlib", "plotting", "plot") from None
 
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "axes.grid": True,
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}

@@ -51,9 +51,11 @@ class TrainResult:
 
 
 def train(W0: torch.Tensor, mask: torch.Tensor, X: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-          W_star: torch.Tensor | None = None, generator: torch.Generator | None = None) -> TrainResult:
+          W_star: torch.Tensor | None = None, generator: torch.Generator | None = None,
+          error_fn=relative_error) -> TrainResult:
     """Train B = T·G learners (G per trial of X, learner b = t·G + g). A group g leaves the batch as soon as all
-    its trials have stopped, so finished learners cost nothing while slower groups continue."""
+    its trials have stopped, so finished learners cost nothing while slower groups continue. `error_fn(W, W*)`
+    measures the distance to the target (variants.aligned_error when the neurons may come out permuted)."""
     s = settings
     B, N, T = W0.shape[0], X.shape[1], X.shape[0]
     G = B // T
@@ -62,7 +64,7 @@ def train(W0: torch.Tensor, mask: torch.Tensor, X: torch.Tensor, y: torch.Tensor
     finite = torch.ones(B, dtype=torch.bool)
     nonfinite_at = torch.full((B,), -1, dtype=torch.long)
     hit = torch.full((B,), float("nan"))
-    error = relative_error(full_W, W_star) if W_star is not None else torch.full((B,), float("nan"))
+    error = error_fn(full_W, W_star) if W_star is not None else torch.full((B,), float("nan"))
     curve = [error.clone()]
     live = torch.arange(G)  # groups still in the batch
 
@@ -94,7 +96,7 @@ def train(W0: torch.Tensor, mask: torch.Tensor, X: torch.Tensor, y: torch.Tensor
         active[idx] &= ok & (moved > s.stall_tol)
         previous = W.clone()
         if target is not None:
-            err = relative_error(W, target)
+            err = error_fn(W, target)
             err[~ok] = float("nan")
             error[idx] = err
             if s.eps is not None:
