@@ -18,7 +18,7 @@ from ticketlab.paper.theory.init import moment_init, near_teacher
 from ticketlab.paper.theory.neuron_pruning import keep_top_per_sign
 from ticketlab.paper.theory.patchnet import goodness, hinge_and_grad, output_signs
 from ticketlab.paper.theory.student import hessian_at, loss, loss_and_grad, relative_error, smoothed_hessian
-from ticketlab.paper.theory.table import BEGIN, END
+from ticketlab.paper.theory.table import BEGIN, END, ORDER
 from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample
 from ticketlab.paper.theory.trainer import TrainSettings, train
 from ticketlab.paper.theory.verdict import WORDS
@@ -266,14 +266,15 @@ def test_cli_run_prints_verdicts_and_report_writes_the_doc_table(tmp_path):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "| claim | experiment | figure | verdict |" in text and "`neuron-samples` (global magnitude)" in text
     assert "](runs/ns/neuron_samples.png)" in text  # figure links relative to the document
+    assert set(ORDER) == set(EXPERIMENTS.names())  # every experiment has a place in the doc's table
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
     assert_user_error(run_cli("theory", "report", tmp_path / "runs", "--write-doc", bare), "has no table markers")
 
 
 def test_run_is_seeded(tmp_path):
-    a = run_experiment("error", tmp_path / "a", quick=True, seed=3, progress=lambda *_: None)
-    b = run_experiment("error", tmp_path / "b", quick=True, seed=3, progress=lambda *_: None)
+    a = run_experiment("concentration", tmp_path / "a", quick=True, seed=3, progress=lambda *_: None)
+    b = run_experiment("concentration", tmp_path / "b", quick=True, seed=3, progress=lambda *_: None)
     assert (tmp_path / "a" / "trials.csv").read_text() == (tmp_path / "b" / "trials.csv").read_text()
     assert a["fits"] == b["fits"]
 
@@ -281,9 +282,9 @@ def test_run_is_seeded(tmp_path):
 def test_list_and_report(tmp_path):
     listed = run_cli("theory", "list")
     assert listed.returncode == 0 and all(name in listed.stdout for name in EXPERIMENTS.names())
-    run_experiment("imp", tmp_path / "imp", quick=True, progress=lambda *_: None)
+    run_experiment("neuron-samples", tmp_path / "ns", quick=True, progress=lambda *_: None)
     report = run_cli("theory", "report", tmp_path)
-    assert report.returncode == 0 and "imp (quick size" in report.stdout
+    assert report.returncode == 0 and "neuron-samples (quick size" in report.stdout and "VERDICT" in report.stdout
 
 
 def test_diverging_settings_report_nonfinite_trials(tmp_path):

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except TicketlabError as e:
-        print(f"ticketlab: error: {e}", file=sys.stderr)
+        print(f"ticketlab: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ticketlab: interrupted", file=sys.stderr)
@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ticketlab report runs | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0
+
+
+def one_line(error: Exception) -> str:
+    """The message on one line, whatever a value quoted in it held (a `--set` value with a newline)."""
+    return " ".join(str(error).split("\n"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`ticketlab run`: one IMP run (or one per seed) from a preset, a YAML file and `--set` overrides."""
 
 from ticketlab.commands import quiet_default
-from ticketlab.engine.config import load_yaml
+from ticketlab.engine.config import load_config_file
 
 
 def add_parser(sub):
@@ -50,7 +50,7 @@ def configs(args):
     """One validated Config per requested seed."""
     from ticketlab.engine.presets import build_config
 
-    file_data = load_yaml(args.config) if args.config else None
+    file_data = load_config_file(args.config) if args.config else None
     overrides = [*args.overrides, *batch_overrides(args)]
     base = build_config(args.preset, file_data, overrides)
     if not args.seeds:

@@ -37,16 +37,15 @@ def add_parser(sub):
 
 def spec_data(args) -> dict:
     """The sweep as a mapping: the file (or an existing --sweep-dir's sweep.yaml), then the command line."""
-    import yaml
-
     from ticketlab.engine.config import load_yaml
+    from ticketlab.engine.yaml_files import parse_value
     from ticketlab.errors import TicketlabError
     from ticketlab.sweep.spec import parse_grid_arg
 
-    data = load_yaml(args.file) if args.file else {}
+    data = load_yaml(args.file, "sweep file") if args.file else {}
     saved = Path(args.sweep_dir or ".", "sweep.yaml")
     if args.sweep_dir and not (args.file or args.preset or args.grid) and saved.exists():
-        data = load_yaml(saved)  # `ticketlab sweep --sweep-dir DIR` alone: resume that sweep
+        data = load_yaml(saved, "sweep file")  # `ticketlab sweep --sweep-dir DIR` alone: resume that sweep
     if not isinstance(data, dict):
         raise TicketlabError(f"sweep file {args.file} must be a mapping of sweep keys, got {type(data).__name__}")
     data = dict(data)
@@ -54,7 +53,7 @@ def spec_data(args) -> dict:
         key, sep, raw = item.partition("=")
         if not sep:
             raise TicketlabError(f"--set {item!r} must look like section.key=value, e.g. train.lr=0.01")
-        data["set"] = {**(data.get("set") or {}), key.strip(): yaml.safe_load(raw)}
+        data["set"] = {**(data.get("set") or {}), key.strip(): parse_value(raw)}
     for item in args.grid:
         key, values = parse_grid_arg(item)
         data["grid"] = {**(data.get("grid") or {}), key: values}

@@ -103,10 +103,9 @@ def run_report(args) -> int:
         for path, results in loaded:
             print(format_results(results, path.parent))
         return 0
-    from ticketlab.paper.theory import EXPERIMENTS
-    from ticketlab.paper.theory.table import verdict_table, write_between_markers
+    from ticketlab.paper.theory.table import ORDER, verdict_table, write_between_markers
 
-    order = {name: i for i, name in enumerate(EXPERIMENTS.names())}
+    order = {name: i for i, name in enumerate(ORDER)}
     loaded.sort(key=lambda item: (order.get(item[1]["experiment"], len(order)), str(item[0])))
     doc = Path(args.write_doc) if args.write_doc else None
     if doc is not None and not doc.is_file():

@@ -221,10 +221,7 @@ class Masks(Mapping[str, torch.Tensor]):
         packed, meta = load_tensors(path)
         if meta.get("format") != FORMAT:
             raise TicketlabError(f"{path} is not a ticketlab mask file (format {meta.get('format')!r})")
-        try:
-            shapes = json.loads(meta["shapes"])
-        except (KeyError, json.JSONDecodeError):
-            raise TicketlabError(f"corrupt mask file {path}: bad shape metadata") from None
+        shapes = _shapes(meta, path)
         if set(shapes) != set(packed):
             raise TicketlabError(f"corrupt mask file {path}: metadata and tensors name different masks")
         out = {}
@@ -236,6 +233,21 @@ class Masks(Mapping[str, torch.Tensor]):
                 raise TicketlabError(f"corrupt mask file {path}: tensor {name!r} has the wrong size for {shape}")
             out[name] = unpack_bits(packed[name], shape)
         return cls(out)
+
+
+def _shapes(meta: dict, path) -> dict[str, list[int]]:
+    """The `shapes` metadata of a mask file: a mapping of names to lists of at most 8 non-negative integers."""
+    try:
+        shapes = json.loads(meta["shapes"])
+    except (KeyError, json.JSONDecodeError, RecursionError):
+        shapes = None
+    if not isinstance(shapes, dict) or not all(
+            isinstance(shape, list) and len(shape) <= 8
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40 for s in shape)
+            for shape in shapes.values()):
+        raise TicketlabError(f"corrupt mask file {path}: bad shape metadata (a mapping of names to lists of sizes "
+                             ">= 0 expected); write it again with Masks.save")
+    return shapes
 
 
 def describe_density(density: float) -> str:

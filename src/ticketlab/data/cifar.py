@@ -47,7 +47,10 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     data, labels = field(batch, "data", path), field(batch, "labels", path)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise TicketlabError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    try:
+        labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    except (TypeError, ValueError, OverflowError):
+        raise TicketlabError(f"{path}: 'labels' must be a list of integers in 0..9") from None
     if labels.shape != (data.shape[0],) or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < 10):
         raise TicketlabError(f"{path}: 'labels' must be {data.shape[0]} integers in 0..9")
     return torch.from_numpy(data.copy()).view(-1, 3, 32, 32), labels

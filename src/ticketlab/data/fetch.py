@@ -7,21 +7,25 @@ same file names directly under that URL.
 """
 
 import hashlib
+import http.client
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ticketlab.core.files import file_errors
 from ticketlab.errors import TicketlabError, unknown
 
 CHUNK = 1 << 20
+MAX_BYTES = 1 << 28  # a body of unknown size is read up to 256 MiB (the largest official file is 170 MB)
 TIMEOUT = 60  # seconds without data before a download is given up
 
 
@@ -34,6 +38,7 @@ class Remote:
     files: dict[str, str]  # file name -> published digest: 32 hex digits = MD5, 64 = SHA-256
     folder: str  # folder under --dir that the loader reads
     unpacked: tuple[str, ...] = ()  # if set, files are .tar.gz archives unpacking these files into `folder`
+    sizes: dict[str, int] = field(default_factory=dict)  # file name -> size in bytes, where published
 
 
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -68,7 +73,7 @@ def fetch(name: str, directory: str | os.PathLike, mirror: str | None = None, qu
 
 
 def fetch_remote(source: Remote, directory: Path, mirror: str | None = None, quiet: bool = False) -> Path:
-    base = mirror or os.environ.get("TICKETLAB_MIRROR") or source.url
+    base = base_url(mirror, source)
     directory = directory.expanduser()
     target = directory / source.folder
     if source.unpacked and unpacked(target, source.unpacked):
@@ -76,40 +81,61 @@ def fetch_remote(source: Remote, directory: Path, mirror: str | None = None, qui
     for file_name, digest in source.files.items():
         url = base.rstrip("/") + "/" + file_name
         if not source.unpacked:
-            download(url, target / file_name, digest, quiet)
+            download(url, target / file_name, digest, quiet, source.sizes.get(file_name))
             continue
-        archive = download(url, directory / file_name, digest, quiet)
+        archive = download(url, directory / file_name, digest, quiet, source.sizes.get(file_name))
         extract_tar(archive, directory)
-        archive.unlink()
+        with file_errors(archive, "remove"):
+            archive.unlink()
     if source.unpacked and not unpacked(target, source.unpacked):
         raise TicketlabError(f"{', '.join(source.files)} did not contain {source.folder}/ with "
                              f"{', '.join(source.unpacked)}")
     return target
 
 
+def base_url(mirror: str | None, source: Remote) -> str:
+    """The base URL: `mirror`, else $TICKETLAB_MIRROR, else the official one; an http(s) or file URL."""
+    base, origin = mirror, "--mirror"
+    if not base and os.environ.get("TICKETLAB_MIRROR"):
+        base, origin = os.environ["TICKETLAB_MIRROR"], "$TICKETLAB_MIRROR"
+    if not base:
+        return source.url
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
+        raise TicketlabError(f"{origin} {base!r} is not a URL; give a base URL such as https://host/path/ "
+                             "(http, https or file)")
+    return base
+
+
 def unpacked(folder: Path, names: tuple[str, ...]) -> bool:
     return all((folder / name).is_file() for name in names)
 
 
-def download(url: str, path: Path, digest: str, quiet: bool = False) -> Path:
-    """Download `url` to `path` unless a verified copy is there, resuming `<path>.part`; verify `digest`."""
+def download(url: str, path: Path, digest: str, quiet: bool = False, size: int | None = None) -> Path:
+    """Download `url` to `path` unless a verified copy is there, resuming `<path>.part`; verify `digest`. `size`:
+    the file's known size in bytes (else the server's Content-Length), beyond which the body is not read."""
     if path.is_file() and file_digest(path, digest) == digest.lower():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_errors(path.parent, "create the directory"):
+        path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    receive(url, part, quiet or bool(os.environ.get("CI")))
+    receive(url, part, quiet or bool(os.environ.get("CI")), size)
     actual = file_digest(part, digest)
-    if actual != digest.lower():
-        part.unlink()
-        raise TicketlabError(f"checksum mismatch for {path.name} from {url}: expected {digest.lower()}, got "
-                             f"{actual}; the download was deleted (corrupt transfer or wrong mirror)")
-    os.replace(part, path)
+    with file_errors(part, "move into place"):
+        if actual != digest.lower():
+            part.unlink()
+            raise TicketlabError(f"checksum mismatch for {path.name} from {url}: expected {digest.lower()}, got "
+                                 f"{actual}; the download was deleted (corrupt transfer or wrong mirror)")
+        os.replace(part, path)
     return path
 
 
-def receive(url: str, part: Path, quiet: bool) -> None:
-    """Append the rest of `url` to `part`, asking only for the missing bytes when `part` exists."""
-    offset = part.stat().st_size if part.exists() else 0
+def receive(url: str, part: Path, quiet: bool, size: int | None = None) -> None:
+    """Append the rest of `url` to `part`, asking only for the missing bytes when `part` exists. The body is read up
+    to the expected size (`size`, else Content-Length, else MAX_BYTES); a body that ends short keeps `part` for the
+    next run to resume with Range."""
+    with file_errors(part, "read"):
+        offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "ticketlab", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -118,23 +144,35 @@ def receive(url: str, part: Path, quiet: bool) -> None:
             if offset and not resumes_at(response, offset):
                 offset = 0  # the server ignored the Range header and sends the whole file
             length = response.headers.get("Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
-            with open(part, "ab" if offset else "wb") as out, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[: -len(".part")],
-                disable=quiet, file=sys.stderr, leave=False,
-            ) as bar:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
+            total = size or (offset + int(length) if length and length.isdigit() else None)
+            got = offset + append_body(response, part, offset, total, quiet)
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:  # asked past the end: the part file is already complete
             return
         raise TicketlabError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise TicketlabError(f"download of {url} failed: {getattr(e, 'reason', e)}; run the fetch again to "
                              f"resume from {part}") from None
+    if total is not None and got < total:
+        raise TicketlabError(f"download of {url} ended early, after {got:,} of {total:,} bytes; run the fetch again "
+                             f"to resume from {part}")
+
+
+def append_body(response, part: Path, offset: int, total: int | None, quiet: bool) -> int:
+    """Write the response's body to `part` (appended at `offset`, else from scratch), at most up to `total` (or
+    MAX_BYTES) bytes in all; returns the bytes written. Disk errors are one line naming `part`."""
+    cap, written = (total or MAX_BYTES) - offset, 0
+    with file_errors(part, "write"), open(part, "ab" if offset else "wb") as out, tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[: -len(".part")],
+        disable=quiet, file=sys.stderr, leave=False,
+    ) as bar:
+        while written < cap and (chunk := response.read(min(CHUNK, cap - written))):
+            out.write(chunk)
+            written += len(chunk)
+            bar.update(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    return written
 
 
 def resumes_at(response, offset: int) -> bool:

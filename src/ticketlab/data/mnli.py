@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab.core.files import file_errors, read_text
 from ticketlab.data.cache import cached_tensors
 from ticketlab.data.source import DATASETS, Source
 from ticketlab.data.splits import InMemory
@@ -48,7 +49,7 @@ def mnli_dir(root: Path, needed: tuple[str, ...], name: str) -> Path:
 
 def read_tsv(path: Path) -> tuple[list[str], list[str], torch.Tensor]:
     """(sentence1s, sentence2s, labels) of one GLUE MNLI file."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()  # not UTF-8, or unreadable: one line naming the file
     header = lines[0].split("\t") if lines else []
     missing = [c for c in COLUMNS if c not in header]
     if missing:
@@ -122,7 +123,7 @@ def tokenizer_digest(tokenizer) -> str:
 
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with file_errors(path, "read"), open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

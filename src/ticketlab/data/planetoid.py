@@ -13,8 +13,6 @@ len(y) nodes (20 per class), validation = the next 500, test = the 1,000 test no
 (each row sums to 1), as in Kipf & Welling. The graph is made undirected, without duplicates or self-loops.
 """
 
-import io
-import pickle
 from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +20,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ticketlab.data.safe_pickle import ALLOWED
+from ticketlab.core.files import read_text
+from ticketlab.data.planetoid_pickle import SparseState, load_pickle
 from ticketlab.data.source import DATASETS, Source
 from ticketlab.data.splits import InMemory
 from ticketlab.errors import TicketlabError
@@ -30,68 +29,9 @@ from ticketlab.models.graph import Graph, undirected_edges
 
 PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 VAL_NODES = 500
+MAX_DENSE = 2**26  # entries of a dense feature or label matrix (PubMed's features: 9.4M)
 HOW_TO_GET = "get the Planetoid raw files from the data/ folder of the GitHub repository kimiyoung/planetoid " \
              "and give their directory as data.root (or --root; docs/graphs.md)"
-
-
-# -- a restricted unpickler for the Planetoid pickles -------------------------------------------------------------
-class SparseState:
-    """What a pickled scipy sparse matrix becomes here: its attribute dict, nothing callable."""
-
-    layout = ""
-
-    def __setstate__(self, state):
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(f"unexpected {self.layout} matrix state {type(state).__name__}")
-        self.state = state
-
-
-LAYOUTS = {layout: type(f"{layout.capitalize()}State", (SparseState,), {"layout": layout})
-           for layout in ("csr", "csc", "coo", "lil")}
-SPARSE_CLASSES = {
-    (f"scipy.sparse{private}{layout}", f"{layout}_{kind}"): cls
-    for layout, cls in LAYOUTS.items() for private in (".", "._") for kind in ("matrix", "array")
-}
-
-
-def plain_dict(default_factory=None) -> dict:
-    """defaultdict(list) -> dict: only the mapping matters, the factory is not kept."""
-    if default_factory not in (None, list):
-        raise pickle.UnpicklingError(f"refusing defaultdict with factory {default_factory!r}")
-    return {}
-
-
-def reconstructor(cls, base, state):
-    """copy_reg._reconstructor of protocol 0/1 pickles, for the sparse stand-ins only."""
-    if cls not in LAYOUTS.values() or base is not object or state is not None:
-        raise pickle.UnpicklingError(f"refusing to reconstruct {cls!r}")
-    return cls.__new__(cls)
-
-
-NUMPY_SCALAR = np.float64(0).__reduce__()[0]
-PLANETOID_ALLOWED = {
-    **ALLOWED, **SPARSE_CLASSES,
-    ("collections", "defaultdict"): plain_dict,
-    ("copy_reg", "_reconstructor"): reconstructor, ("copyreg", "_reconstructor"): reconstructor,
-    ("numpy.core.multiarray", "scalar"): NUMPY_SCALAR, ("numpy._core.multiarray", "scalar"): NUMPY_SCALAR,
-    **{(module, t.__name__): t for module in ("builtins", "__builtin__") for t in (float, tuple, object)},
-}
-
-
-class PlanetoidUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        try:
-            return PLANETOID_ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"forbidden global {module}.{name}") from None
-
-
-def load_pickle(path: Path):
-    """Python 2 pickles hold numpy buffers as str: latin1 maps them back to the original bytes."""
-    try:
-        return PlanetoidUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise TicketlabError(f"refusing to load {path}: not a Planetoid pickle ({e})") from None
 
 
 # -- objects -> tensors ---------------------------------------------------------------------------------------------
@@ -102,13 +42,28 @@ def _array(value, path: Path, what: str) -> np.ndarray:
 
 
 def _shape(state: dict, path: Path) -> tuple[int, int]:
+    """The declared 2-d shape, checked before the dense matrix is allocated: sizes >= 0, and at most
+    max(2**22, 128 x the file's bytes) entries (the real files need at most ~15 per byte), never above 2**26."""
     shape = state.get("_shape", state.get("shape"))
-    if not (isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(s, int) for s in shape)):
-        raise TicketlabError(f"{path}: sparse matrix without a 2-d shape")
+    if not (isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(s, int) and s >= 0 for s in shape)):
+        raise TicketlabError(f"{path}: sparse matrix without a 2-d shape of sizes >= 0 (got {shape!r})")
+    limit = min(MAX_DENSE, max(2**22, 128 * path.stat().st_size))
+    if shape[0] * shape[1] > limit:
+        raise TicketlabError(f"{path}: a sparse matrix of shape {shape} is too large for its file ({limit:,} "
+                             "entries at most); the file is corrupt")
     return shape
 
 
 def _from_sparse(m: SparseState, path: Path) -> torch.Tensor:
+    try:
+        return _dense(m, path)
+    except (RuntimeError, ValueError, TypeError, IndexError, OverflowError) as e:
+        if isinstance(e, TicketlabError):
+            raise
+        raise TicketlabError(f"{path}: corrupt {m.layout} matrix ({str(e)[:200]})") from None
+
+
+def _dense(m: SparseState, path: Path) -> torch.Tensor:
     s, (rows, cols) = m.state, _shape(m.state, path)
     out = torch.zeros(rows, cols, dtype=torch.float32)
     if m.layout in ("csr", "csc"):
@@ -145,6 +100,23 @@ def matrix(path: Path) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32))
 
 
+def checked_matrices(paths: dict[str, Path]) -> dict[str, torch.Tensor]:
+    """Features x, tx, allx and one-hot labels y, ty, ally: rows that belong together, one width per kind, at least
+    one feature and two classes, finite values."""
+    t = {part: matrix(paths[part]) for part in ("x", "y", "tx", "ty", "allx", "ally")}
+    for a, b in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
+        _check_rows(paths, t, a, b)
+    for kind, parts, least in (("features", ("x", "tx", "allx"), 1), ("labels", ("y", "ty", "ally"), 2)):
+        widths = {t[p].shape[1] for p in parts}
+        if len(widths) != 1 or min(widths) < least:
+            raise TicketlabError(f"{paths[parts[-1]]}: the {kind} of {', '.join(parts)} have widths "
+                                 f"{[t[p].shape[1] for p in parts]}; they must be equal and at least {least}")
+    bad = next((p for p in t if not bool(torch.isfinite(t[p]).all())), None)
+    if bad:
+        raise TicketlabError(f"{paths[bad]} holds NaN or infinite values; the file is corrupt")
+    return t
+
+
 def adjacency_lists(path: Path, num_nodes: int) -> torch.Tensor:
     """(2, M) node pairs from the pickled {node: [neighbours]} mapping."""
     lists = load_pickle(path)
@@ -165,10 +137,9 @@ def adjacency_lists(path: Path, num_nodes: int) -> torch.Tensor:
 
 def read_test_index(path: Path) -> torch.Tensor:
     try:
-        values = [int(line) for line in path.read_text().split()]
-    except ValueError:
-        raise TicketlabError(f"{path}: expected one integer node id per line") from None
-    return torch.tensor(values, dtype=torch.int64)
+        return torch.tensor([int(line) for line in read_text(path).split()], dtype=torch.int64)
+    except (ValueError, RuntimeError, OverflowError):
+        raise TicketlabError(f"{path}: expected one integer node id (a 64-bit integer) per line") from None
 
 
 # -- the dataset ------------------------------------------------------------------------------------------------------
@@ -201,9 +172,7 @@ class Planetoid(NamedTuple):
 def read_planetoid(root: Path, name: str) -> Planetoid:
     """Graph, labels and standard split of Planetoid dataset `name` from the files under `root`."""
     paths = files(root, name)
-    t = {part: matrix(paths[part]) for part in ("x", "y", "tx", "ty", "allx", "ally")}
-    for a, b in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
-        _check_rows(paths, t, a, b)
+    t = checked_matrices(paths)
     test = read_test_index(paths["test.index"])
     if test.numel() != t["tx"].shape[0]:
         raise TicketlabError(f"{paths['test.index']} lists {test.numel()} nodes but {paths['tx'].name} has "
@@ -211,6 +180,9 @@ def read_planetoid(root: Path, name: str) -> Planetoid:
     n_all = t["allx"].shape[0]
     if test.numel() == 0 or int(test.min()) < n_all or test.unique().numel() != test.numel():
         raise TicketlabError(f"{paths['test.index']}: test nodes must be distinct ids >= {n_all} (the allx rows)")
+    if int(test.max()) >= n_all + 2 * test.numel():  # Citeseer's gaps leave 15 ids free for 1,000 test nodes
+        raise TicketlabError(f"{paths['test.index']}: test node {int(test.max())} is out of range; with {n_all} "
+                             f"allx rows and {test.numel()} test nodes ids stay below {n_all + 2 * test.numel()}")
     num_nodes = int(test.max()) + 1
     features = torch.zeros(num_nodes, t["allx"].shape[1])
     features[:n_all], features[test] = t["allx"], t["tx"]

@@ -170,6 +170,9 @@ def export_run(run_dir, level: int | None, path=None, fmt: str = "auto") -> Expo
     masks = Masks.load(masks_path)
     level = int(stage.name[6:])
     path = Path(path) if path else Path(f"{run_dir.resolve().name}-level_{level:02d}.safetensors")
+    if path.is_dir():
+        raise TicketlabError(f"--out {path} is a directory; give a file name, e.g. "
+                             f"{path / (run_dir.resolve().name + f'-level_{level:02d}.safetensors')}")
     return export_compact(state, masks, path, fmt, source={"run": str(run_dir), "level": level})
 
 

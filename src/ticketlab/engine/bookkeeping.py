@@ -11,7 +11,11 @@ A stage trains the steps [plan.start, plan.total) of its `Plan` and writes into 
   state and `extra` = {step, loss_sum, loss_count, wall}, what the books need to continue exactly.
 
 On resume the books restart from `extra`, and the rows after the checkpoint's step (written by a run killed later) are
-dropped. A loss that is not finite stops the stage with `Diverged`; what was written so far is kept. A stage's
+dropped. A stage diverges when a step's loss is not finite (checked before the update), or when the mean training
+loss over an evaluation interval exceeds DIVERGED_FACTOR x ln(classes), ten times the loss of a uniform guess
+(checked after the row is written; the rule uses the global loss sums only, so every rank of a data-parallel run
+decides alike). Either stops the stage with `Diverged`, which carries the rows written so far: the scheduler records
+the stage with status "diverged" (engine/stages.py), and a run that goes on past it keeps what was written. A stage's
 `snapshot=(k, fn)` gets fn(model) right after step k (the late-rewinding point θk).
 
 One `Bookkeeping` keeps the books of K >= 1 stages trained in lockstep (one schedule, one step): their train-loss sums
@@ -44,8 +48,16 @@ METRICS, CHECKPOINT = "metrics.jsonl", "checkpoint.safetensors"
 Evaluation = Callable[[], tuple[Sequence[tuple[float, float]], Sequence[tuple[float, float]]]]
 
 
+DIVERGED_FACTOR = 10.0
+
+
 class Diverged(TicketlabError):
-    """The loss became NaN or infinite; what was written so far is kept."""
+    """The loss became NaN or infinite, or far above chance; what was written so far is kept, and `rows` holds it
+    (the metric rows of the stage that diverged, `stage` its index among the books' stages)."""
+
+    def __init__(self, message: str, rows: list[dict] | None = None, stage: int = 0):
+        super().__init__(message)
+        self.rows, self.stage = rows or [], stage
 
 
 class Bookkeeping:
@@ -86,10 +98,20 @@ class Bookkeeping:
             k = int((~torch.isfinite(losses)).nonzero()[0])
             self.diverged(k, losses[k].item())
 
-    def diverged(self, k: int, loss: float) -> None:
+    def diverged(self, k: int, loss: float, what: str = "loss became") -> None:
         t = self.tickets[k]
-        raise Diverged(f"loss became {loss} at step {self.step} ({t.desc or t.stage.name}); lower train.lr or check "
-                       f"the data; results so far are kept in {t.stage}")
+        raise Diverged(f"{what} {loss} at step {self.step} ({t.desc or t.stage.name}); lower train.lr or check "
+                       f"the data; results so far are kept in {t.stage}", self.rows[k], k)
+
+    def check_mean(self) -> None:
+        """Stop with `Diverged` if a stage's mean training loss since the last row is far above chance."""
+        if not self.loss_count:
+            return
+        means = (self.loss_sum / self.loss_count).tolist()
+        for k, (t, mean) in enumerate(zip(self.tickets, means, strict=True)):
+            limit = DIVERGED_FACTOR * math.log(max(2, int(getattr(t.splits, "num_classes", 2) or 2)))
+            if mean > limit:
+                self.diverged(k, f"{mean:.4g}", f"mean training loss above {limit:.3g} (10 x ln(classes)):")
 
     def add(self, losses: float | torch.Tensor) -> None:
         """One step done, with these losses (a float for one stage, a float64 tensor of K for K)."""
@@ -127,6 +149,7 @@ class Bookkeeping:
                 }
                 self.rows[k].append(row)
                 append_metrics(self.tickets[k].stage / METRICS, row)
+        self.check_mean()
         self.loss_sum.zero_()
         self.loss_count = 0
 

@@ -1,20 +1,22 @@
 """Typed experiment configuration: dataclasses with help text, YAML files, `section.key=value` overrides,
 validation at load, and a stable hash of the non-default settings that names the run directory."""
 
+import copy
 import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
-
-import yaml
+from typing import get_type_hints
 
 from ticketlab.core.criteria import CRITERIA
 from ticketlab.core.pruning import SCOPES
+from ticketlab.engine import yaml_files
 from ticketlab.engine.baselines import BASELINES
+from ticketlab.engine.config_values import check_ranges, coerce, shown
 from ticketlab.engine.durations import is_duration, parse_duration
 from ticketlab.engine.rewind import REWINDS
+from ticketlab.engine.yaml_files import parse_value
 from ticketlab.errors import TicketlabError, unknown
 
 
@@ -70,6 +72,8 @@ class PruneConfig:
                          "as BERT tickets do)", "remaining")
     rates: dict[str, float] = _help("per-tensor rate overrides: {name or glob: rate}", factory=dict)
     exclude: list[str] = _help("tensors never pruned (names or globs)", factory=list)
+    min_density: float = _help("keep at least this fraction of every pruned tensor (0 = no floor; a tensor left with "
+                               "no weights stops the lottery unless lottery.allow_collapse)", 0.0)
 
 
 @dataclass
@@ -81,6 +85,8 @@ class LotteryConfig:
     max_drop: float | None = _help("stop when validation accuracy falls more than this (fraction) below level 0", None)
     baselines: list[str] = _help("baselines trained beside every level: names in ticketlab.engine.baselines.BASELINES",
                                  factory=lambda: ["random_pruning", "random_reinit"])
+    allow_collapse: bool = _help("go on when pruning leaves a tensor with no weights (layer collapse); by default the "
+                                 "lottery stops before such a level", False)
 
 
 @dataclass
@@ -140,31 +146,7 @@ ALLOWED = {
 REGISTERED = {("prune", "criterion"): CRITERIA, ("lottery", "rewind"): REWINDS, ("lottery", "baselines"): BASELINES}
 
 
-def _coerce(value: Any, kind, where: str):
-    """Check `value` against the annotated type; YAML strings from --set are parsed first."""
-    origin, args = get_origin(kind), get_args(kind)
-    if origin is not None and type(None) in args:  # X | None
-        if value is None:
-            return None
-        kind = next(a for a in args if a is not type(None))
-        origin, args = get_origin(kind), get_args(kind)
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if kind in (int, str) and isinstance(value, kind) and not isinstance(value, bool):
-        return value
-    if origin is list and isinstance(value, list):
-        return [_coerce(v, args[0], where) for v in value]
-    if origin is dict and isinstance(value, dict):
-        return {_coerce(k, args[0], where): _coerce(v, args[1], where) for k, v in value.items()}
-    name = getattr(kind, "__name__", str(kind))
-    raise TicketlabError(f"{where} must be {name}, got {value!r}")
+_coerce = coerce  # the old name
 
 
 def from_dict(data: dict) -> Config:
@@ -175,14 +157,16 @@ def from_dict(data: dict) -> Config:
     for section, values in data.items():
         if section not in SECTIONS:
             raise unknown("config section", section, SECTIONS)
+        if values is None:  # `train:` with nothing under it
+            continue
         if not isinstance(values, dict):
-            raise TicketlabError(f"config section {section!r} must be a mapping, got {values!r}")
+            raise TicketlabError(f"config section {section!r} must be a mapping of key: value, got {shown(values)}")
         target = getattr(cfg, section)
         hints = get_type_hints(type(target))
         for key, value in values.items():
             if key not in hints:
                 raise unknown(f"config key in [{section}]", key, hints)
-            setattr(target, key, _coerce(value, hints[key], f"{section}.{key}"))
+            setattr(target, key, coerce(value, hints[key], f"{section}.{key}"))
     validate(cfg)
     return cfg
 
@@ -206,14 +190,7 @@ def validate(cfg: Config) -> None:
         check_rate(r, f"prune.rates[{pattern!r}]")
     if cfg.lottery.target_density is not None:
         check_density(cfg.lottery.target_density, "lottery.target_density")
-    if cfg.lottery.levels < 0:
-        raise TicketlabError(f"lottery.levels must be >= 0, got {cfg.lottery.levels}")
-    if cfg.data.batch_size < 1:
-        raise TicketlabError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
-    if cfg.train.batch_tickets < 1:
-        raise TicketlabError(f"train.batch_tickets must be >= 1 (1 = no batching), got {cfg.train.batch_tickets}")
-    if cfg.train.lr <= 0:
-        raise TicketlabError(f"train.lr must be > 0, got {cfg.train.lr}")
+    check_ranges(cfg)  # finite floats, integers in range (seeds below 2**31)
     for key in ("steps", "warmup", "eval_every", "checkpoint_every"):
         parse_duration(getattr(cfg.train, key), 1, f"train.{key}")
     for m in cfg.train.milestones:
@@ -224,38 +201,43 @@ def validate(cfg: Config) -> None:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Merge `section.key=value` strings (values parsed as YAML: 0.1, [a, b], null) into nested `data`."""
-    data = json.loads(json.dumps(data))
+    data = copy.deepcopy(data)  # keeps shared (aliased) values shared: no expansion
     for item in overrides:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
-        if not sep or len(parts) != 2:
-            raise TicketlabError(f"override {item!r} must look like section.key=value, e.g. train.lr=0.01")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        data.setdefault(parts[0], {})
+        if not sep or len(parts) != 2 or not all(parts):
+            raise TicketlabError(f"override {shown(item)} must look like section.key=value, e.g. train.lr=0.01")
+        value = parse_value(raw)
+        if data.get(parts[0]) is None:
+            data[parts[0]] = {}
         if not isinstance(data[parts[0]], dict):
-            raise TicketlabError(f"override {item!r}: {parts[0]!r} is not a section")
+            raise TicketlabError(f"override {shown(item)}: {parts[0]!r} is not a section")
         data[parts[0]][parts[1]] = value
     return data
 
 
-def load_yaml(path: str | Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise TicketlabError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise TicketlabError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return data or {}
+def load_yaml(path: str | Path, what: str = "config file"):
+    """A YAML file's document, bounded (engine/yaml_files.py); an empty file is {}."""
+    data = yaml_files.load_yaml(path, what)
+    return {} if data is None else data
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A YAML config file's {section: {key: value}} (an empty file is {}); anything else is one line."""
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise TicketlabError(f"config file {path} must be a mapping of sections (train: {{lr: 0.01}}), got "
+                             f"{type(data).__name__}")
+    return data
 
 
 def merge(base: dict, extra: dict) -> dict:
-    out = json.loads(json.dumps(base))
+    out = copy.deepcopy(base)
     for section, values in extra.items():
+        if values is None:  # an empty section adds nothing
+            continue
         if isinstance(values, dict) and isinstance(out.get(section), dict):
-            out[section].update(values)
+            out[section] = {**out[section], **values}
         else:
             out[section] = values
     return out

@@ -2,8 +2,10 @@
 run's `prune.*` settings (ticketlab.core.pruning, with the criterion from ticketlab.core.criteria). Masks a level
 already saved are reused, so a resumed run prunes exactly as the first attempt did."""
 
+import math
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from ticketlab.core.masks import Masks, prunable_names
@@ -25,11 +27,39 @@ def compute(cfg: Config, store: RunStore, level: int, model: nn.Module,
             final_weights: Callable[[int], nn.Module]) -> Masks:
     path = store.level(level) / "masks.safetensors"
     if path.exists():
-        return Masks.load(path)
+        return load_checked(path, model)
     if level == 0:
         return Masks.ones(model, names=prunable_names(model))
-    weights = final_weights(level - 1)
-    return prune(weights, Masks.load(store.level(level - 1) / "masks.safetensors"), prune_spec(cfg, level))
+    weights, before = final_weights(level - 1), load_checked(store.level(level - 1) / "masks.safetensors", model)
+    masks = prune(weights, before, prune_spec(cfg, level))
+    return with_floor(masks, before, weights, cfg.prune.min_density) if cfg.prune.min_density else masks
+
+
+def with_floor(masks: Masks, before: Masks, weights: nn.Module, min_density: float) -> Masks:
+    """`masks` with every tensor keeping at least ceil(min_density x its size) weights (`prune.min_density`), or all
+    it kept `before` if fewer: the largest-magnitude survivors of `before` come back where pruning went below."""
+    params, out = dict(weights.named_parameters()), dict(masks.items())
+    for name, mask in masks.items():
+        need = min(math.ceil(min_density * mask.numel()), int(before[name].sum()))
+        if int(mask.sum()) >= need:
+            continue
+        scores = params[name].detach().abs().flatten().float().masked_fill(~before[name].flatten(), -1.0)
+        keep = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
+        keep[scores.topk(need).indices.to(mask.device)] = True
+        out[name] = keep.view(mask.shape)
+    return Masks(out)
+
+
+def load_checked(path, model: nn.Module) -> Masks:
+    """A level's saved masks, checked against the model before any stage of the level writes a byte: a file of
+    another model fails here, not after the baselines' masks have been overwritten."""
+    masks = Masks.load(path)
+    try:
+        masks.check(model)
+    except TicketlabError as e:
+        raise TicketlabError(f"{path} does not fit the model: {e}; delete the level's directory to prune it "
+                             "again") from None
+    return masks
 
 
 def prune_spec(cfg: Config, level: int) -> PruneSpec:

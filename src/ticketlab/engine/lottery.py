@@ -19,7 +19,7 @@ from ticketlab.core.files import read_json
 from ticketlab.core.fingerprint import Fingerprint, fingerprint
 from ticketlab.core.masks import Masks
 from ticketlab.data import load_dataset
-from ticketlab.engine import distributed
+from ticketlab.engine import distributed, preflight, stopping
 from ticketlab.engine.accelerator import PURE_TORCH, Accelerator, Ticket
 from ticketlab.engine.baselines import BASELINES, REINIT_SEED_OFFSET, Start
 from ticketlab.engine.config import Config, LotteryConfig
@@ -45,19 +45,23 @@ class Lottery:
     model: nn.Module
     progress: bool = False
     accelerator: Accelerator = PURE_TORCH
-    _masks: dict[int, Masks] = field(default_factory=dict, repr=False)  # the latest level's, shared by its stages
+    _masks: dict[int, Masks] = field(default_factory=dict, repr=False)  # the latest levels', shared by their stages
 
     @classmethod
     def open(cls, cfg: Config, runs_dir: str | Path, preset: str | None = None, progress: bool = False,
              accelerator: Accelerator = PURE_TORCH) -> "Lottery":
+        """Every check that can fail runs before the run directory is made or touched (engine/preflight.py)."""
+        preflight.check_runs_dir(runs_dir)
         resolve_device(cfg.train.device)  # an absent device is refused before anything is written
         splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data, **dataset_options(cfg))
+        preflight.check_splits(cfg, splits)
         model = model_for(cfg, splits, cfg.seeds.init)
         expected = tuple(model.input_shape)
         if math.prod(expected) != math.prod(splits.input_shape):
             raise TicketlabError(
                 f"model {cfg.model.name!r} takes input {expected}, dataset {cfg.data.name!r} gives {splits.input_shape}"
             )
+        preflight.check_training(cfg, model, len(splits.train))
         return cls(cfg, open_store(runs_dir, cfg, preset, fingerprint(model)), splits, model, progress, accelerator)
 
     def run(self) -> RunStore:
@@ -77,10 +81,19 @@ class Lottery:
                 for kind in kinds]
 
     def goes_on(self, level: int) -> bool:
-        """Whether level + 1 follows: levels remain and no stopping rule holds."""
+        """Whether level + 1 follows: levels remain, no stopping rule holds, IMP did not diverge at `level`, and the
+        next level's pruning neither empties a tensor nor leaves the masks as they are (engine/stopping.py)."""
         if level >= self.cfg.lottery.levels:
             return False
-        return level == 0 or not should_stop(self.cfg.lottery, self.summary(level), self.summary(0))
+        summary = self.summary(level)
+        if level > 0 and should_stop(self.cfg.lottery, summary, self.summary(0)):
+            return False
+        why = stopping.diverged(summary, level)
+        if why is None:
+            why = stopping.pruning(self.cfg, self.level_masks(level), self.level_masks(level + 1), level + 1)
+        if why and distributed.is_main():
+            stopping.warn(f"{self.store.root.name}: {why}")
+        return why is None
 
     def ticket(self, level: int, kind: str) -> Ticket:
         """What a stage trains from: IMP's start weights, masks and plan at `level`, or those a baseline derives from
@@ -130,8 +143,10 @@ class Lottery:
         return self.weights(self.store.level(level) / "final.safetensors")
 
     def level_masks(self, level: int) -> Masks:
+        """The masks of `level`; this level's and the previous one's are kept (`goes_on` compares them)."""
         if level not in self._masks:
-            self._masks = {level: level_masks(self.cfg, self.store, level, self.model, self.final_weights)}
+            masks = level_masks(self.cfg, self.store, level, self.model, self.final_weights)
+            self._masks = {k: v for k, v in self._masks.items() if k == level - 1} | {level: masks}
         return self._masks[level]
 
     @cached_property

@@ -16,12 +16,12 @@ from typing import Protocol
 from torch import nn
 
 from ticketlab.data.augment import AUGMENTATIONS
-from ticketlab.engine import distributed, stage_files
+from ticketlab.engine import distributed, stage_files, stopping
 from ticketlab.engine.accelerator import Accelerator, Ticket
 from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.schedule import Plan
 from ticketlab.engine.store import RunStore, is_done
-from ticketlab.engine.training import train
+from ticketlab.engine.training import Diverged, train
 
 
 @dataclass(frozen=True)
@@ -127,11 +127,17 @@ def train_alone(stage: Stage) -> None:
     if main:
         stage_files.begin(ticket)
     started = time.perf_counter()
-    rows = train(ticket.model, ticket.masks, ticket.splits, how.cfg, ticket.plan, ticket.stage,
-                 snapshot=ticket.snapshot, augment=how.augmentation, progress=how.progress,
-                 desc=f"level {stage.level} {stage.kind}", accelerator=how.accelerator)
+    diverged = None
+    try:
+        rows = train(ticket.model, ticket.masks, ticket.splits, how.cfg, ticket.plan, ticket.stage,
+                     snapshot=ticket.snapshot, augment=how.augmentation, progress=how.progress,
+                     desc=f"level {stage.level} {stage.kind}", accelerator=how.accelerator)
+    except Diverged as e:  # every rank stops at the same step: the rule reads global losses only
+        rows, diverged = e.rows, str(e)
     if main:
-        stage_files.finish(ticket, stage.kind, stage.level, rows, time.perf_counter() - started)
+        if diverged:
+            stopping.warn(f"{diverged}; the stage is recorded with status diverged")
+        stage_files.finish(ticket, stage.kind, stage.level, rows, time.perf_counter() - started, diverged=diverged)
     distributed.barrier()  # the other ranks read what rank 0 wrote
 
 
@@ -142,8 +148,16 @@ def train_chunk(stages: list[Stage], batched: int) -> None:
         stage_files.begin(t)
     how = stages[0].training  # equal batch keys: the same training for all
     started = time.perf_counter()
-    rows = how.accelerator.train_batched(tickets, how.cfg, augment=how.augmentation, progress=how.progress,
-                                         desc=f"level {stages[0].level}: {len(stages)} tickets batched")
+    try:
+        rows = how.accelerator.train_batched(tickets, how.cfg, augment=how.augmentation, progress=how.progress,
+                                             desc=f"level {stages[0].level}: {len(stages)} tickets batched")
+    except Diverged as e:
+        # One copy diverged: each stage goes on alone from its last checkpoint, where the one that diverged is
+        # recorded as such. (Those that finish alone round as unbatched stages do: a rare path, said here.)
+        stopping.warn(f"{e}; the {len(stages)} stages of this batched group continue one at a time")
+        for s in stages:
+            train_alone(s)
+        return
     wall = time.perf_counter() - started
     for s, t, r in zip(stages, tickets, rows, strict=True):
         stage_files.finish(t, s.kind, s.level, r, wall, batched=batched)

@@ -1,9 +1,12 @@
 """Run directories (layout: docs/run-directory.md), resumable checkpoints, and weight files.
 
-A stage (one training of IMP at a level, or of a baseline) is finished when its summary.json exists; everything
+A stage (one training of IMP at a level, or of a baseline) is finished when its summary.json exists and is sound
+(`is_done`); everything
 a stage writes before that is either complete or ignored, so a run killed at any moment resumes cleanly."""
 
+import contextlib
 import json
+import math
 import os
 import socket
 import sys
@@ -11,11 +14,20 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from ticketlab.core.files import load_tensors, read_json, save_tensors, write_bytes_atomic, write_json_atomic
+from ticketlab.core.files import (
+    file_errors,
+    load_tensors,
+    read_json,
+    read_text,
+    save_tensors,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from ticketlab.core.fingerprint import Fingerprint
+from ticketlab.engine.checkpoint import load_checkpoint as load_checkpoint  # re-exported: the stage's checkpoint
+from ticketlab.engine.checkpoint import save_checkpoint as save_checkpoint
 from ticketlab.engine.config import Config, from_dict
 from ticketlab.engine.identity import record, refusal
 from ticketlab.errors import TicketlabError
@@ -67,8 +79,64 @@ class RunStore:
         return sorted(int(p.name[6:]) for p in self.root.glob("level_*") if p.name[6:].isdigit())
 
 
+# what every stage summary holds, and the numbers a "done" one adds (engine/stage_files.py writes them)
+SUMMARY_KEYS = {"level": int, "kind": str, "status": str}
+NUMBERS = ("density", "steps", "best_val_acc", "early_stop_test_acc", "early_stop_step", "final_test_acc")
+
+
+def summary_problem(summary) -> str | None:
+    """What is wrong with a stage's summary (not a mapping, a key missing or of the wrong type), or None if sound.
+    Numbers, when present, must be finite (density in 0..1); a "done" summary must have them all, another (e.g.
+    "diverged") may leave the statistics None."""
+    if not isinstance(summary, dict):
+        return f"a {type(summary).__name__}, not a mapping"
+    for key, kind in SUMMARY_KEYS.items():
+        if not isinstance(summary.get(key), kind) or isinstance(summary.get(key), bool):
+            return f"{key!r} is {summary.get(key)!r}, not a {kind.__name__}" if key in summary else f"no {key!r}"
+    done = summary["status"] == "done"
+    for key in NUMBERS:
+        value = summary.get(key)
+        if key not in summary and done:
+            return f"no {key!r}"
+        if value is None and not done and key != "density":  # a diverged stage may have no finite statistics
+            continue
+        if key in summary and not (isinstance(value, int | float) and not isinstance(value, bool)
+                                   and math.isfinite(value)):
+            return f"{key!r} is {value!r}, not a number"
+    if "density" in summary and not 0.0 <= summary["density"] <= 1.0:
+        return f"'density' {summary['density']} is outside 0..1"
+    return None
+
+
+def read_summary(stage: Path) -> dict | None:
+    """A stage's summary.json, None while it trains; a corrupt or inconsistent one raises TicketlabError."""
+    path = stage / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = read_json(path)
+    except TicketlabError as e:
+        raise TicketlabError(f"{e}; the stage is not finished: run it again to retrain it") from None
+    problem = summary_problem(summary)
+    if problem:
+        raise TicketlabError(f"corrupt summary {path}: {problem}; run the stage again to retrain it (its summary is "
+                             "rewritten)")
+    return summary
+
+
 def is_done(stage: Path) -> bool:
-    return (stage / "summary.json").exists()
+    """Whether the stage finished: its summary.json exists and is sound. A corrupt one does not count (the stage
+    trains again and rewrites it); it is said once, when the stage is about to train."""
+    try:
+        return read_summary(stage) is not None
+    except TicketlabError as e:
+        if str(stage) not in _said:
+            _said.add(str(stage))
+            print(f"ticketlab: {e}", file=sys.stderr, flush=True)
+        return False
+
+
+_said: set[str] = set()
 
 
 def save_weights(path: Path, model: nn.Module) -> None:
@@ -92,38 +160,6 @@ def load_weights(path: Path, model: nn.Module) -> nn.Module:
     return model
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra: dict) -> None:
-    """Model, optimizer state, torch RNG state and `extra` (JSON-able: step, accumulators) in one atomic file."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_meta = {}
-    for idx, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"opt.{idx}.{key}"] = value
-            else:
-                opt_meta[f"{idx}.{key}"] = value
-    tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"extra": json.dumps(extra), "optimizer": json.dumps(opt_meta)}
-    save_tensors(path, tensors, metadata=meta)
-
-
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore what `save_checkpoint` wrote; returns `extra`."""
-    tensors, meta = load_tensors(path)
-    try:
-        extra, opt_meta = json.loads(meta["extra"]), json.loads(meta["optimizer"])
-    except (KeyError, json.JSONDecodeError):
-        raise TicketlabError(f"corrupt checkpoint {path}: bad metadata") from None
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict] = {}
-    for key, value in [*((k[4:], v) for k, v in tensors.items() if k.startswith("opt.")), *opt_meta.items()]:
-        idx, _, name = key.partition(".")
-        state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    return extra
-
-
 def read_metrics(path: Path, upto_step: int | None = None) -> list[dict]:
     """The rows of metrics.jsonl, for training on resume and for the report (which may read a live run).
 
@@ -132,7 +168,7 @@ def read_metrics(path: Path, upto_step: int | None = None) -> list[dict]:
     corruption, not a torn write, and raises rather than silently losing the rows after it."""
     if not path.is_file():
         return []
-    text = path.read_text()
+    text = read_text(path)
     lines = text.splitlines()
     rows = []
     for i, line in enumerate(lines):
@@ -143,7 +179,10 @@ def read_metrics(path: Path, upto_step: int | None = None) -> list[dict]:
         except json.JSONDecodeError:
             if i == len(lines) - 1 and not text.endswith("\n"):
                 break
-            raise TicketlabError(f"corrupt metrics file {path}: line {i + 1} is not JSON") from None
+            raise TicketlabError(f"corrupt metrics file {path}: line {i + 1} is not JSON; repair it or delete the "
+                                 "stage's directory to train it again") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise TicketlabError(f"corrupt metrics file {path}: line {i + 1} is not a row with a step")
         if upto_step is not None and row["step"] > upto_step:
             break
         rows.append(row)
@@ -155,8 +194,16 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def append_metrics(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """Append one row; a write that fails (full disk) is cut back off, so no torn line is left behind."""
+    with file_errors(path, "append to"), open(path, "ab") as f:
+        start = f.tell()
+        try:
+            f.write((json.dumps(row) + "\n").encode())
+            f.flush()
+        except OSError:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
 
 
 # -- who writes a run directory -------------------------------------------------------------------------------------
@@ -168,8 +215,9 @@ def run_lock(root: str | Path, wait: bool = False, what: str = "run directory"):
     import fcntl  # POSIX only; imported here so the rest of the store works everywhere
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    with file_errors(root / ".lock", "lock"):
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -111,7 +111,7 @@ def train(
     optimizer, handled = accelerator.optimizer(model, masks, cfg)
     update = MaskedUpdate.for_model(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=handled)
     ckpt = stage / CHECKPOINT
-    extra = load_checkpoint(ckpt, model, optimizer) if ckpt.exists() else None
+    extra = load_checkpoint(ckpt, model, optimizer, plan) if ckpt.exists() else None  # None: corrupt, set aside
     # Data-parallel (ticketlab.engine.distributed): each rank trains on its share of every batch; rank 0 alone evaluates
     # and writes files. The books' sums hold global values, the same on every rank.
     ddp, main = distributed.active(), distributed.is_main()

@@ -2,10 +2,13 @@
 to HTML, written as report.md and report.html with the PNG figures (ticketlab.report.figures) beside them."""
 
 import html
+import os
 import re
+import tempfile
 from pathlib import Path
 
-from ticketlab.core.files import write_bytes_atomic
+from ticketlab.core.files import file_errors, write_bytes_atomic
+from ticketlab.errors import TicketlabError
 from ticketlab.report.aggregate import Group, fmt_acc, fmt_count, fmt_density, fmt_steps, group_runs
 from ticketlab.report.runs import LABELS, Run
 from ticketlab.report.text import paper_sentences, summary_sentences
@@ -115,17 +118,32 @@ def render_html(blocks: list[tuple]) -> str:
 
 
 def write_report(runs: list[Run], out_dir) -> tuple[Path, Path]:
-    """report.md and report.html in `out_dir`, with the figures as PNG files beside them (relative links)."""
+    """report.md and report.html in `out_dir`, with the figures as PNG files beside them (relative links).
+
+    Everything is written to a temporary directory beside `out_dir` first, then moved in: the figures, then the
+    Markdown and the page, and only then are the figures of an earlier report that this one does not draw removed.
+    A report killed at any moment leaves a page whose figures all exist; files not ours are never touched."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TicketlabError(f"--out {out_dir} is a file; give a directory for report.md, report.html and figures")
+    with file_errors(out_dir, "write the report into"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-") as tmp:
+            staging = Path(tmp)
+            blocks = report_blocks(runs, staging)
+            write_bytes_atomic(staging / "report.md", render_markdown(blocks).encode())
+            write_bytes_atomic(staging / "report.html", render_html(blocks).encode())
+            new = sorted(p.name for p in staging.iterdir() if p.suffix == ".png")
+            for name in [*new, "report.md", "report.html"]:
+                os.replace(staging / name, out_dir / name)
+            stale = [p for p in out_dir.iterdir() if our_figure(p.name) and p.name not in new]
+            for old in stale:  # figures of an earlier report that this one does not draw
+                old.unlink(missing_ok=True)
+    return out_dir / "report.md", out_dir / "report.html"
+
+
+def our_figure(name: str) -> bool:
     from ticketlab.report.figures import FIGURES
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ours = re.compile(rf"^(group\d+-)?({'|'.join(re.escape(name) for name, _, _ in FIGURES)})\.png$")
-    for old in out_dir.iterdir():  # figures of an earlier report here would be stale; nothing else is touched
-        if ours.match(old.name):
-            old.unlink()
-    blocks = report_blocks(runs, out_dir)
-    md, page = out_dir / "report.md", out_dir / "report.html"
-    write_bytes_atomic(md, render_markdown(blocks).encode())
-    write_bytes_atomic(page, render_html(blocks).encode())
-    return md, page
+    names = "|".join(re.escape(n) for n, _, _ in FIGURES)
+    return re.match(rf"^(group\d+-)?({names})\.png$", name) is not None

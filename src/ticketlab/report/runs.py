@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ticketlab.core.files import load_tensors, read_json
 from ticketlab.core.masks import Masks
-from ticketlab.engine.store import read_metrics
+from ticketlab.engine.store import read_metrics, read_summary
 from ticketlab.errors import TicketlabError
 
 # the kinds of stage, in the order the report shows them, and their display names
@@ -54,7 +54,7 @@ class Stage:
 
 
 def load_stage(path: Path, kind: str, level: int) -> Stage:
-    summary = read_json(path / "summary.json") if (path / "summary.json").is_file() else None
+    summary = read_summary(path)  # a corrupt summary.json is an error naming it, never a finished stage
     return Stage(path, kind, level, summary, read_metrics(path / "metrics.jsonl"))
 
 

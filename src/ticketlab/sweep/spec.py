@@ -14,15 +14,18 @@ bad key or value is one line naming it, with the closest allowed name."""
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import yaml
 
 from ticketlab.engine.config import Config, load_yaml
+from ticketlab.engine.yaml_files import NotYaml, parse
 from ticketlab.errors import TicketlabError, unknown
 
 EXECUTORS = ("local", "ray")
+MAX_WORKERS, MAX_RETRIES = 4096, 100
 SEED_KEYS = ("seeds.init", "seeds.data", "seeds.prune")
 
 
@@ -108,6 +111,9 @@ def parse_spec(data: Any, where: str = "sweep") -> SweepSpec:
         raise TicketlabError("sweep executor ray needs ray.address (host:port of the cluster's head, or 'auto')")
     check_int(spec.workers, "workers", 1, none_ok=True)
     check_int(spec.retries, "retries", 0)
+    for key, value, high in (("workers", spec.workers, MAX_WORKERS), ("retries", spec.retries, MAX_RETRIES)):
+        if value is not None and value > high:
+            raise TicketlabError(f"sweep {key} must be at most {high}, got {value!r}")
     if not isinstance(spec.pack, bool):
         raise TicketlabError(f"sweep pack must be true or false, got {spec.pack!r}")
     return spec
@@ -122,7 +128,7 @@ def check_keys(data: dict, settings: type, what: str) -> None:
 
 
 def load_spec(path) -> SweepSpec:
-    return parse_spec(load_yaml(path), f"sweep file {path}")
+    return parse_spec(load_yaml(path, "sweep file"), f"sweep file {path}")
 
 
 def parse_ray(data: Any) -> RayOptions:
@@ -134,7 +140,7 @@ def parse_ray(data: Any) -> RayOptions:
         raise TicketlabError(f"sweep ray.address must be host:port, got {ray.address!r}")
     for key, bound in (("num_cpus", "> 0"), ("num_gpus", ">= 0")):
         value = getattr(ray, key)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not number or value < 0 or (value == 0 and bound == "> 0"):
             raise TicketlabError(f"sweep ray.{key} must be a number {bound}, got {value!r}")
     return ray
@@ -208,8 +214,8 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
     """`key=v1,v2,...` from the command line; values parsed as YAML (`prune.exclude=[fc3.weight],[]`)."""
     key, sep, raw = text.partition("=")
     try:
-        values = yaml.safe_load(f"[{raw}]") if sep else None
-    except yaml.YAMLError:
+        values = parse(f"[{raw}]") if sep else None
+    except NotYaml:
         values = None
     if not key.strip() or not isinstance(values, list):
         raise TicketlabError(f"--grid {text!r} must look like section.key=v1,v2 (e.g. train.lr=0.001,0.003)")

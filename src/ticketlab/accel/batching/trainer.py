@@ -40,6 +40,7 @@ from ticketlab.accel.kept_optimizer import KeptOptimizer
 from ticketlab.core.masked_update import MaskedUpdate
 from ticketlab.engine.accelerator import Ticket
 from ticketlab.engine.bookkeeping import CHECKPOINT, Bookkeeping
+from ticketlab.engine.checkpoint import vet
 from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.optimizers import ZERO_PRESERVING, make_optimizer
 from ticketlab.engine.store import load_checkpoint, save_checkpoint
@@ -57,6 +58,8 @@ def train_batched(tickets: list[Ticket], cfg: TrainConfig, *,
     for t in tickets:
         t.stage.mkdir(parents=True, exist_ok=True)
     reconcile([t.stage for t in tickets])
+    for t in tickets:  # a corrupt checkpoint is set aside before its step is read: that copy starts afresh
+        vet(t.stage / CHECKPOINT, t.model, t.plan)
     starts = [resume_step(t.stage, t.plan.start) for t in tickets]
     rows: list[list[dict] | None] = [None] * len(tickets)
     for start in sorted(set(starts)):
@@ -125,8 +128,8 @@ class BatchedRun:
         if not path.exists():
             return None
         own = make_optimizer(t.model.parameters(), self.cfg)
-        extra = load_checkpoint(path, t.model, own)
-        return {**extra, "opt": own.state_dict()["state"]}
+        extra = load_checkpoint(path, t.model, own, t.plan)
+        return None if extra is None else {**extra, "opt": own.state_dict()["state"]}
 
     def masks(self) -> dict[str, torch.Tensor]:
         """The stacked masks of the parameters some copy prunes."""

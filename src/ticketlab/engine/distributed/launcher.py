@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ticketlab.engine.distributed import loopback
 from ticketlab.errors import TicketlabError
 
 ERRORS_ENV = "TICKETLAB_DDP_ERRORS"  # directory where workers leave their one-line error (set by `launch`)
@@ -31,12 +32,12 @@ def launch(argv: list[str], nproc: int) -> None:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # failures are reported below, in one line
-    with tempfile.TemporaryDirectory(prefix="ticketlab-ddp-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ticketlab-ddp-") as tmp, loopback.bound_rendezvous() as endpoint:
         os.environ[ERRORS_ENV], os.environ[PARENT_ENV] = tmp, str(os.getpid())
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-        config = LaunchConfig(
+        config = LaunchConfig(  # the store listens on `sock`: 127.0.0.1 unless TICKETLAB_DDP_ADDR (loopback.py)
             min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"ticketlab-{os.getpid()}",
-            rdzv_backend="static", rdzv_endpoint=f"127.0.0.1:{free_port()}", rdzv_configs={"rank": 0},
+            rdzv_backend=loopback.BACKEND, rdzv_endpoint=endpoint, rdzv_configs={"rank": 0},
             max_restarts=0, logs_specs=DefaultLogsSpecs(log_dir=os.path.join(tmp, "logs")),
         )
         try:

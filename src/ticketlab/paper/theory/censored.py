@@ -1,8 +1,9 @@
 """Fits for right-censored values: a value recorded at its cap means "at least the cap" (e.g. a convex-region
 radius that never ended within the probed distances). Least squares on such values is biased towards flat.
 
-`tobit`: maximum likelihood for y* = a + b·x + σ·e, e ~ N(0, 1), observed min(y*, cap) (Tobin 1958), by Newton's
-method on (a, b, log σ) with autograd; Wald 95% intervals from the observed information. `median_line`: the
+`tobit`: maximum likelihood for y* = a + b·x + σ·e, e ~ N(0, 1), observed min(y*, cap) (Tobin 1958), by damped
+Newton steps with autograd in Olsen's parametrisation (a/σ, b/σ, 1/σ), where the log-likelihood is concave, so
+the maximum found is the global one; Wald 95% interval for b by the delta method. `median_line`: the
 median of each x group (a median is unaffected by censoring while under half the group is censored), then a line
 through those medians; groups censored at 50% or more are left out and counted.
 """
@@ -36,13 +37,11 @@ class CensoredFit:
 
 
 def _loglik(params: torch.Tensor, x, y, censored) -> torch.Tensor:
-    a, b, log_sigma = params
-    sigma = log_sigma.exp()
-    z = (y - a - b * x) / sigma
-    normal = torch.distributions.Normal(torch.zeros((), dtype=x.dtype), torch.ones((), dtype=x.dtype))
-    exact = normal.log_prob(z) - log_sigma
-    above = torch.special.log_ndtr(-z)  # log P(y* >= cap), z at the cap
-    return torch.where(censored, above, exact).sum()
+    """Olsen's parametrisation (α, β, h) = (a/σ, b/σ, 1/σ), in which the Tobit log-likelihood is concave."""
+    alpha, beta, h = params
+    z = h * y - alpha - beta * x  # (y - a - b x) / σ; at the cap for the censored points
+    exact = h.log() - 0.5 * z * z - 0.5 * math.log(2 * math.pi)
+    return torch.where(censored, torch.special.log_ndtr(-z), exact).sum()
 
 
 def tobit(x, y, cap, steps: int = 100) -> CensoredFit | None:
@@ -57,28 +56,34 @@ def tobit(x, y, cap, steps: int = 100) -> CensoredFit | None:
     if int(exact.sum()) < 3 or float(x.std()) == 0.0:
         return None
     start = fit_line(x[exact], y[exact])
-    resid = y[exact] - (start.slope * x[exact] + start.intercept) if start else y[exact] - y[exact].mean()
-    params = torch.tensor([start.intercept if start else float(y[exact].mean()), start.slope if start else 0.0,
-                           math.log(max(float(resid.std()), 1e-6))], dtype=torch.float64)
+    a, b = (start.intercept, start.slope) if start else (float(y[exact].mean()), 0.0)
+    sigma = max(float((y[exact] - a - b * x[exact]).std()), 1e-6)
+    params = torch.tensor([a / sigma, b / sigma, 1 / sigma], dtype=torch.float64)
     y = torch.where(censored, cap, y)
 
     def f(p):
-        return _loglik(p, x, y, censored)
+        return _loglik(p, x, y, censored) if float(p[2].detach()) > 0 else torch.tensor(-math.inf, dtype=torch.float64)
 
     for _ in range(steps):
         grad = torch.autograd.functional.jacobian(f, params)
         hess = torch.autograd.functional.hessian(f, params)
         step = torch.linalg.solve(hess - 1e-9 * torch.eye(3, dtype=torch.float64), grad)
-        scale = 1.0
-        while scale > 1e-4 and not float(f(params - scale * step)) >= float(f(params)) - 1e-12:
-            scale /= 2  # damped Newton: never decrease the likelihood
+        scale, before = 1.0, float(f(params))
+        while scale > 1e-8 and not float(f(params - scale * step)) >= before:
+            scale /= 2  # damped Newton on a concave function: an ascent step always exists
+        if scale <= 1e-8:
+            break
         params = params - scale * step
         if float(step.abs().max()) * scale < 1e-10:
             break
+    alpha, beta, h = params.tolist()
+    # Wald interval for b = β/h by the delta method on the observed information.
     cov = torch.linalg.inv(-torch.autograd.functional.hessian(f, params))
-    half = t_quantile(max(int(exact.sum()) - 3, 1)) * math.sqrt(max(float(cov[1, 1]), 0.0))
-    a, b, log_sigma = params.tolist()
-    return CensoredFit(b, a, math.exp(log_sigma), (b - half, b + half), int(y.numel()), int(censored.sum()),
+    J = torch.tensor([0.0, 1 / h, -beta / h**2], dtype=torch.float64)
+    se = math.sqrt(max(float(J @ cov @ J), 0.0))
+    half = t_quantile(max(int(exact.sum()) - 3, 1)) * se
+    b = beta / h
+    return CensoredFit(b, alpha / h, 1 / h, (b - half, b + half), int(y.numel()), int(censored.sum()),
                        float(f(params)))
 
 

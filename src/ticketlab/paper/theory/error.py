@@ -56,7 +56,7 @@ def run_cells(s, teacher, rs, N: int, sigma: float, seed: int) -> list[dict]:
 
 @experiment("error", "generalisation error ∝ sqrt(r/N): log-log slope +1/2 in r, -1/2 in N", ErrorSettings,
             quick={"d": 40, "r_star": 5, "rs": (5, 10, 20, 40), "Ns": (800, 1600, 3200), "N_fixed": 1600,
-                   "r_fixed": 10, "trials": 4, "max_iters": 400, "dense_iters": 400})
+                   "r_fixed": 10, "trials": 4, "max_iters": 300, "dense_iters": 300})
 def run(s: ErrorSettings, seed: int, out, max_bytes: int, progress=print) -> dict:
     teacher_shapes(s.d, s.K, s.r_star, rs=(*s.rs, s.r_fixed), Ns=(*s.Ns, s.N_fixed))
     positive("trials", s.trials)

@@ -105,7 +105,7 @@ def _curvature(cells) -> tuple[float, tuple[float, float]]:
         if xs.numel() >= 3:
             u = xs.log() - xs.log().mean()
             A = torch.stack([torch.ones_like(u), u, u * u], dim=1)
-            cs.append(float(torch.linalg.lstsq(A, ly.unsqueeze(1)).solution[2, 0]))
+            cs.append(float(torch.linalg.solve(A.T @ A, A.T @ ly)[2]))  # normal equations: deterministic
     return mean_ci(cs)
 
 

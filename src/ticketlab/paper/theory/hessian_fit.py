@@ -59,11 +59,11 @@ def _radius(s, rows, lines, fits, seed):
             f"slope CI [{ci[0]:.2f}, {ci[1]:.2f}] (bootstrap over teachers); medians of the groups censored < 50% "
             f"({len(medians['medians'])} groups, {medians['groups_censored_half_or_more']} left out)")
     word = interval_word(ci, -1)
-    if word == "agrees" and medians["fit"]:
-        resid = [m[1] - (medians["fit"]["slope"] * m[0] + medians["fit"]["intercept"]) for m in medians["medians"]]
-        bent = max(abs(r) for r in resid) > 0.25 * max(m[1] for m in medians["medians"])
-        if bent:
-            word, text = "partly", text + "; the medians bend away from a line (shrinks with sqrt(r/N), not linearly)"
+    if word == "agrees" and medians["fit"] and not ci[0] <= medians["fit"]["slope"] <= ci[1]:
+        # One straight line cannot serve both the censored block and the uncensored medians: not linear.
+        word = "partly"
+        text += (f"; the line through those medians has slope {medians['fit']['slope']:.2f}, outside the censored "
+                 f"fit's interval: the radius falls with sqrt(r/N) but not linearly")
     lines.append(f"{word}: radius: {text}")
     return verdict(LARGER, word, text, "hessian.png")
 

@@ -96,7 +96,7 @@ def _verdicts(s, rows, tables, seed):
     q, ci, _ = bootstrap_trials(lambda idx: loglog_slope(list(s.ds), [_n_tau(s, tables[dd][1][idx])[0]
                                                                      for dd in s.ds]), s.trials, seed=seed)
     fits[f"N_tau vs d (r={r0})"] = {"exponent": q, "ci": ci, "N_tau": per_d}
-    verdicts.append(verdict("initialisation samples do not grow with d", no_effect_word(ci, 0.15),
+    verdicts.append(verdict("initialisation samples at fixed r do not depend on d", no_effect_word(ci, 0.15),
                             f"r={r0}: N_tau at d = {list(s.ds)}: " + ", ".join(f"{n:.0f}" for n in per_d.values())
                             + f"; ∝ d^{q:.2f}, CI [{ci[0]:.2f}, {ci[1]:.2f}]", "init_samples.png",
                             "oracle mask, spectral init"))

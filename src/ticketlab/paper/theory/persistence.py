@@ -74,7 +74,7 @@ def run(s: PersistenceSettings, seed: int, out, max_bytes: int, progress=print) 
             f"overlap of G0 with the top-|G0| norms median {overlap['median']:.3f} (chance "
             f"{final['chance']['median']:.3f})")
     verdicts = [verdict("a neuron good at initialisation stays good, so magnitude keeps the good-at-init neurons",
-                        word, text, "persistence.png", s.model)]
+                        word, text, "persistence.png", f"{s.model}, σ={s.sigma:g}")]
     return {"fits": {}, "lines": lines, "verdicts": verdicts, "nonfinite_trials": int((~res.finite).sum()),
             "final": final}
 

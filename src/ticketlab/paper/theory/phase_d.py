@@ -22,7 +22,7 @@ from ticketlab.paper.theory.trialfit import bootstrap_trials
 from ticketlab.paper.theory.variants import LABELS
 from ticketlab.paper.theory.verdict import no_effect_word, verdict
 
-CLAIM = "sample complexity at fixed r does not grow with d"
+CLAIM = "sample complexity at fixed r does not depend on d"
 MARGIN = 0.15
 
 

@@ -17,7 +17,7 @@ from ticketlab.paper.theory.trialfit import bootstrap_trials
 from ticketlab.paper.theory.variants import LABELS
 from ticketlab.paper.theory.verdict import verdict
 
-CLAIM = "sample complexity linear in r (given the mask: oracle; found by pruning: found)"
+CLAIM = "sample complexity is linear in r"
 
 
 def success_table(s, rows, variant) -> torch.Tensor:
