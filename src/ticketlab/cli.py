@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ticketlab report runs | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as e:  # the last boundary: a disk or permission error outside the store's own (core/files.py)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"ticketlab: error: {e.strerror or e}{where}; free space or fix permissions, then run it again",
+              file=sys.stderr)
+        return 2
 
 
 def one_line(error: Exception) -> str:
