@@ -8,7 +8,9 @@ loading and (for Ray) connecting to the cluster are included; the cluster's own 
 process trains on one thread (as sweep workers on 2 cores with 2 workers do), so the variants differ only in how runs
 are scheduled and their numbers are bit for bit the same (checked at the end). On a 2-core machine shared with other
 work, 2 threads per sequential run are slower still (threads spin against each other), so this is the fair baseline.
-Run: .venv/bin/python benchmarks/sweep.py [--steps 300it] [--repeats 1]
+The variants take turns within each repeat; with --repeats >= 2 the median, range and noise (coefficient of
+variation, ticketlab.bench.noise) of each are printed, and the speedups as medians of the repeats' ratios.
+Run: .venv/bin/python benchmarks/sweep.py [--steps 300it] [--repeats 1] [--no-ray] [--smoke]
 """
 
 import argparse
@@ -26,10 +28,10 @@ import yaml
 PRESET = "mlp-digits"
 
 
-def spec(steps: str) -> dict:
+def spec(steps: str, levels: int = 2) -> dict:
     return {"preset": PRESET,
             "set": {"train.steps": steps, "train.eval_every": "50it", "train.checkpoint_every": "100it",
-                    "lottery.levels": 2, "lottery.baselines": ["random_pruning"]},
+                    "lottery.levels": levels, "lottery.baselines": ["random_pruning"]},
             "grid": {"train.lr": [0.001, 0.002], "seeds": [0, 1]}, "workers": 2}
 
 
@@ -83,16 +85,24 @@ def results(runs_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="300it", help="training steps per level (default: the preset's 300it)")
-    parser.add_argument("--repeats", type=int, default=1, help="best of N for each variant")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating repeats of every variant")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
+    parser.add_argument("--smoke", action="store_true", help="2 steps, 1 level, no Ray (a check that it runs; about "
+                                                             "a minute, most of it starting Python processes)")
     args = parser.parse_args()
-    sweep = spec(args.steps)
+    if args.smoke:
+        args.steps, args.repeats, args.no_ray = "2it", 1, True
+    sweep = spec(args.steps, levels=1 if args.smoke else 2)
     try:
         import ray  # noqa: F401
 
-        have_ray = True
+        have_ray = not args.no_ray
     except ImportError:
         have_ray = False
-    times: dict[str, float] = {}
+    from ticketlab.bench.noise import load_since, loadavg, paired_ratio, spread
+
+    before = loadavg()
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="sweep-bench", dir="/tmp") as tmp:
         head = None
         try:
@@ -108,23 +118,25 @@ def main() -> None:
             for r in range(args.repeats):
                 for i, (name, fn) in enumerate(variants.items()):
                     out = Path(tmp) / f"v{i}-r{r}"
-                    times[name] = min(times.get(name, float("inf")), fn(out))
+                    times.setdefault(name, []).append(fn(out))
                     outputs[name] = results(out if i == 0 else out / "sweep" / "runs")
         finally:
             if head is not None:
                 head.terminate()
                 head.wait(60)
     ref = times["sequential (4 x ticketlab run)"]
-    print(f"{PRESET}: 4 runs x 3 levels x (IMP + random pruning), {args.steps} per stage; {os.cpu_count()} cores; "
-          f"best of {args.repeats}")
+    levels = sweep["set"]["lottery.levels"] + 1
+    print(f"{PRESET}: 4 runs x {levels} levels x (IMP + random pruning), {args.steps} per stage; {os.cpu_count()} "
+          f"cores, 1 thread per process; {args.repeats} alternating repeats")
     for name, t in times.items():
-        print(f"  {name:36s} {t:7.1f} s   speedup over sequential {ref / t:4.2f}x")
+        print(f"  {name:36s} {spread(t)}   speedup over sequential {paired_ratio(ref, t)}")
+    print(f"  {load_since(before, threads=2)}")  # 2 processes of 1 thread at a time (sequential: 1)
     if have_ray:
-        local, on_ray = times["local sweep, 2 workers"], times["ray sweep, 2 CPUs"]
+        local, on_ray = (min(times[n]) for n in ("local sweep, 2 workers", "ray sweep, 2 CPUs"))
         print(f"  Ray executor overhead against local: {on_ray - local:+.1f} s ({(on_ray / local - 1) * 100:+.0f}%) "
               f"per sweep; starting the 2-CPU cluster took {startup:.1f} s (not included)")
     else:
-        print("  Ray not installed (pip install 'ticketlab[ray]'): Ray executor not measured")
+        print("  Ray executor not measured (--no-ray, or Ray not installed: pip install 'ticketlab[ray]')")
     first = next(iter(outputs.values()))
     differ = [name for name, accs in outputs.items() if sorted(accs.values()) != sorted(first.values())]
     print(f"  final test accuracies of all {len(first)} stages equal across variants: "

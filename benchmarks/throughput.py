@@ -7,7 +7,9 @@ BERT on the synthetic pairs task (`tiny-bert` + `pairs`, batch 32).
 
 Both variants go through `ticketlab.engine.training.train`: "dense" with no masks, "masked" with a 20%-density global
 magnitude mask (gradient masking before, weight masking after every optimizer step). Repeats alternate dense and
-masked so machine noise hits both alike; the best repeat of each is printed. Timing starts after the first step
+masked so machine noise hits both alike; the median of each is printed, and the masked overhead as the median of
+the repeats' ratios with its range and noise (the coefficient of variation of the repeats, ticketlab.bench.noise),
+with the machine load seen. Timing starts after the first step
 (warm-up) and ends with the stage, whose final evaluation runs on a 2-sample validation and test split. Two rates:
 samples per second of wall time, and samples per second of process CPU time. On a shared machine the second is the
 one to trust: run with OMP_NUM_THREADS=1 (spinning OpenMP threads otherwise bill CPU time for waiting), and it is
@@ -15,7 +17,7 @@ what one idle core does; the estimates assume two idle cores do twice that (perf
 `--estimate` also measures evaluation throughput (forward only, chunks of 1,000) and prints the time one run of each
 vision preset needs here and, estimated from its MACs, on one modern GPU (the arithmetic is printed; docs/table2.md).
 
-Run: nice -n 10 .venv/bin/python benchmarks/throughput.py [--only NAME ...] [--repeats N] [--estimate]
+Run: nice -n 10 .venv/bin/python benchmarks/throughput.py [--only NAME ...] [--repeats N] [--estimate] [--smoke]
 """
 
 import argparse
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab.bench.noise import load_since, loadavg, paired_ratio
 from ticketlab.core.masks import Masks
 from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import DATASETS, InMemory, Splits, load_dataset
@@ -181,9 +184,11 @@ def estimate(entry: Entry, train_sps: float, eval_sps: float) -> str:
             f"{gpu / 3600:,.2f} h")
 
 
-def best(repeats: list[tuple[float, float]]) -> tuple[float, float]:
-    """The best wall rate and the best CPU rate over the repeats."""
-    return max(r[0] for r in repeats), max(r[1] for r in repeats)
+def medians(repeats: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median wall rate and the median CPU rate over the repeats."""
+    import statistics
+
+    return statistics.median(r[0] for r in repeats), statistics.median(r[1] for r in repeats)
 
 
 def main():
@@ -191,11 +196,16 @@ def main():
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"entries: {', '.join(e.name for e in ENTRIES)}")
     parser.add_argument("--repeats", type=int, default=2, help="alternating dense/masked repeats (default 2)")
     parser.add_argument("--estimate", action="store_true", help="also time evaluation and estimate preset run times")
+    parser.add_argument("--smoke", action="store_true", help="LeNet-300-100, 3 steps, 2 repeats (a check that it "
+                                                             "runs)")
     args = parser.parse_args()
-    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; best of {args.repeats} repeats; "
-          f"samples/s per wall second, and per CPU second")
+    if args.smoke:
+        args.only, args.repeats = ["lenet300"], 2
+    before = loadavg()
+    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; medians of {args.repeats} alternating "
+          f"repeats; samples/s per wall second, and per CPU second")
     print(f"{'model':<24} {'batch':>6} {'dense wall':>11} {'dense CPU':>10} {'masked wall':>12} {'masked CPU':>11} "
-          f"{'masked overhead (CPU)':>22}")
+          f"  masked time / dense time (CPU): median (range, noise)")
     estimates = []
     for entry in ENTRIES:
         if args.only and entry.name not in args.only:
@@ -204,16 +214,19 @@ def main():
         if found is None:
             continue
         splits, build = found
+        entry = replace(entry, steps=3) if args.smoke else entry
         dense, masked = [], []
         for _ in range(args.repeats):
             dense.append(samples_per_second(entry, splits, build, masked=False))
             masked.append(samples_per_second(entry, splits, build, masked=True))
-        (dw, dc), (mw, mc) = best(dense), best(masked)
+        (dw, dc), (mw, mc) = medians(dense), medians(masked)
         batch = entry.batch or f"all {len(splits.train)}"
-        print(f"{entry.label:<24} {batch!s:>6} {dw:>11,.1f} {dc:>10,.1f} {mw:>12,.1f} {mc:>11,.1f} "
-              f"{100 * (dc / mc - 1):>+21.1f}%", flush=True)
+        overhead = paired_ratio([d[1] for d in dense], [m[1] for m in masked])  # rates: dense / masked = time ratio
+        print(f"{entry.label:<24} {batch!s:>6} {dw:>11,.1f} {dc:>10,.1f} {mw:>12,.1f} {mc:>11,.1f}   {overhead}"
+              + ("  (within noise)" if overhead.within_noise() else ""), flush=True)
         if args.estimate and entry.preset:
             estimates.append(estimate(entry, mc, eval_samples_per_second(entry, build)[1]))
+    print(load_since(before))
     if estimates:
         print("\nTime of one full run of each preset (every level and baseline), estimated from the throughput above:")
         print("\n".join(estimates))

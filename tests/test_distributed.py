@@ -167,3 +167,38 @@ def test_bad_nproc_inputs(tmp_path):
         check_nproc(0, 32, torch.device("cpu"))
     with pytest.raises(TicketlabError, match="train.device cuda:1 names one GPU for 2 processes"):
         check_nproc(2, 32, torch.device("cuda:1"))
+
+
+CHECKPOINT_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from pathlib import Path
+    from ticketlab.engine import distributed
+    from ticketlab.engine.checkpoint import load_checkpoint
+    distributed.init(torch.device("cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sound, corrupt = Path(sys.argv[1]) / "sound.safetensors", Path(sys.argv[1]) / "checkpoint.safetensors"
+    print(load_checkpoint(sound, model, opt)["step"], load_checkpoint(corrupt, model, opt))
+    distributed.shutdown()
+""")
+
+
+def test_a_corrupt_checkpoint_is_judged_by_every_rank_and_moved_aside_by_rank_zero(tmp_path):
+    from ticketlab.engine.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "sound.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1),
+                    {"step": 7, "loss_sum": 1.0, "loss_count": 7, "wall": 0.0})
+    (tmp_path / "checkpoint.safetensors").write_bytes(b"\x10\0\0\0")  # truncated
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, "-c", CHECKPOINT_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert out.split() == ["7", "None"]  # every rank resumes the sound one and restarts from the corrupt one
+    assert sum(err.count("corrupt checkpoint") for _, err in outs) == 1 and "corrupt checkpoint" in outs[0][1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.corrupt-1.safetensors", "sound.safetensors"]

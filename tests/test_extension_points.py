@@ -119,9 +119,9 @@ def test_user_rewind_mode_sets_the_rewind_point(tmp_path):
 def test_a_rewind_mode_beyond_the_training_is_refused(tmp_path):
     with scratch(REWINDS):
         REWINDS.register("late")(lambda total, steps_per_epoch: Rewind(step=total))
-        lottery = Lottery.open(fast_config("lottery.rewind=late"), tmp_path)
         with pytest.raises(TicketlabError, match="lottery.rewind 'late' is step 60, beyond the 60 training steps"):
-            lottery.rewind()
+            Lottery.open(fast_config("lottery.rewind=late"), tmp_path)
+        assert not any(tmp_path.iterdir())  # refused before the run directory was made
 
 
 # ---- one name, one entry -------------------------------------------------------------------------------------------

@@ -270,3 +270,23 @@ def test_a_waiting_writer_gets_the_lock_only_after_the_holder(tmp_path, capsys):
     thread.join(10)
     assert events == ["first done", "second"]
     assert "waiting for run directory" in capsys.readouterr().err
+
+
+def test_a_sweep_run_has_the_bits_of_ticketlab_run_on_one_thread(reference, tmp_path):
+    """docs/sweeps.md: the same config gives the same run directory name and, under the same thread count (a sweep
+    worker here has one: 2 cores / 2 workers), the same bits, although the sweep packs seeds into batched models."""
+    entry = json.loads((reference / "index.json").read_text())["runs"][0]
+    assert entry["point"] == {"train.lr": 0.001, "seeds": 0}
+    sets = [x for k, v in {**TINY["set"], "train.lr": 0.001}.items()
+            for x in ("--set", f"{k}={json.dumps(v) if isinstance(v, list) else v}")]
+    done = subprocess.run([sys.executable, "-m", "ticketlab.cli", "run", "mlp-digits", "--seeds", "0", "--quiet",
+                           "--runs-dir", str(tmp_path), *sets], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    alone = tmp_path / Path(entry["dir"]).name
+    assert alone.is_dir(), sorted(p.name for p in tmp_path.iterdir())
+    mine, swept = comparable(alone), comparable(reference / entry["dir"])
+    for found in (mine, swept):  # how many stages trained as one model: scheduling, not results
+        for rel in [r for r in found if r.endswith("summary.json")]:
+            found[rel].pop("batched")
+    assert mine == swept

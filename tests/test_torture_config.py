@@ -86,7 +86,22 @@ CASES = [
     ("sweep-ray-cpus-nan", ["sweep", "--preset", "mlp-digits", "--grid", "seeds=0", "--executor", "ray",
                             "--ray-address", "h:1", "--ray-cpus", "nan", "--sweep-dir", "sw"], "ray.num_cpus"),
     ("sweep-file-laughs", ["sweep", "laughs.yaml", "--sweep-dir", "sw"], "expands to more than 100,000 values"),
+    ("sweep-workers-zero", ["sweep", "--preset", "mlp-digits", "--grid", "seeds=0", "--workers", "0", "--sweep-dir",
+                            "sw"], "sweep workers must be an integer >= 1"),
+    ("sweep-grid-unknown-section", ["sweep", "--preset", "mlp-digits", "--grid", "nosuch.key=1", "--sweep-dir", "sw"],
+     "unknown config section 'nosuch'"),
+    # patterns that name no parameter: refused before level 0 trains, not when level 1 prunes
+    ("exclude-matches-nothing", ["--set", "prune.exclude=[nosuch]"], "exclude pattern 'nosuch' matches no parameter"),
+    ("rate-pattern-matches-nothing", ["--set", "prune.rates={nosuch.weight: 0.5}"], "rate pattern 'nosuch.weight'"),
+    ("count-unknown-model", ["count", "nosuch"], "unknown model 'nosuch'"),
+    ("count-seed-huge", ["count", "lenet300", "--seed", "99999999999999999999"], "below 2**63"),
+    ("count-batch-zero", ["count", "lenet300", "--batch", "0"], "--batch must be a positive integer"),
+    ("report-no-runs", ["report", "adir"], "holds none"),
+    ("export-level-99", ["export", "RUN", "--level", "99", "--out", "x.st"], "has no level 99; levels: 0"),
+    ("export-level-negative", ["export", "RUN", "--level", "-1", "--out", "x.st"], "has no level -1"),
+    ("data-info-unknown", ["data", "info", "nosuch"], "unknown dataset 'nosuch'"),
 ]
+WHOLE = ("demo", "sweep", "count", "report", "export", "data")  # argvs that are whole command lines
 
 
 def laughs() -> str:
@@ -141,7 +156,8 @@ def outcomes(tmp_path_factory):
     made = run_cli(*QUICK, "--set", "lottery.levels=0", "--set", "lottery.baselines=[]", cwd=root)
     assert made.returncode == 0, made.stderr
     before = tree(root)
-    argvs = [argv if argv[0] in ("demo", "sweep") else [*QUICK, *argv] for _, argv, _ in CASES]
+    run = str(next((root / "runs").iterdir()))
+    argvs = [[run if a == "RUN" else a for a in argv] if argv[0] in WHOLE else [*QUICK, *argv] for _, argv, _ in CASES]
     done = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(argvs), capture_output=True, text=True,
                           cwd=root, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -88,7 +88,7 @@ def test_early_stop_statistic():
 def test_divergence_stops_with_clear_message_and_keeps_metrics(tmp_path):
     model, masks = pruned_tiny()
     cfg = TrainConfig(steps="50it", optimizer="sgd", lr=1e6, eval_every="1it")
-    with pytest.raises(Diverged, match="loss became (nan|inf)|mean training loss above 11"):
+    with pytest.raises(Diverged, match="loss became (nan|inf)|mean training loss above"):
         train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path)
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") >= 1
 

@@ -101,38 +101,35 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
-def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None) -> str:
-    """The table; with `peak_gflops` (sgemm_gflops) also the matmul GFLOP/s each side achieves, as a fraction of it
-    (sparse training counted by the multiply-adds of kept weights it does)."""
+def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None, busy: bool = False) -> str:
+    """The table: medians, ranges and noise of the alternating repeats, the verdict on the 3.5x target only when
+    the noise allows it; with `peak_gflops` (sgemm_gflops) also the matmul GFLOP/s each side achieves, as a fraction
+    of it (sparse training counted by the multiply-adds of kept weights it does)."""
     import statistics
 
     import torch
 
-    seq = times["sequential"]
-    best_seq = min(w for w, _ in seq)
+    from ticketlab.bench.noise import paired_ratio, spread, verdict
+
+    seq = [w for w, _ in times["sequential"]]
     lines = [f"ticket batching: {k} LeNet-300-100 tickets x {steps} steps, batch {BATCH}, Adam, {len(seq)} repeats "
-             f"alternating, {torch.get_num_threads()} threads; target: batched >= 3.5x the throughput of sequential",
-             f"{'':<30} {'median s':>9} {'best s':>8} {'ticket-steps/s':>15} {'vs sequential':>20} "
-             f"{'best vs best':>13}"]
+             f"alternating, {torch.get_num_threads()} threads; target: batched >= 3.5x the throughput of sequential"]
     for name, label in NAMES.items():
-        runs = times[name]
-        median, best = statistics.median(w for w, _ in runs), min(w for w, _ in runs)
-        ratios = [s / b for (s, _), (b, _) in zip(seq, runs, strict=True)]
-        ratio = "" if name == "sequential" else (f"{statistics.median(ratios):.2f}x "
-                                                 f"({min(ratios):.2f}-{max(ratios):.2f})")
-        versus_best = "" if name == "sequential" else f"{best_seq / best:.2f}x"
-        lines.append(f"{label:<30} {median:9.2f} {best:8.2f} {k * steps / median:15.0f} {ratio:>20} "
-                     f"{versus_best:>13}")
-    lines.append("vs sequential: the median of the repeats' ratios (their range); best vs best: the ratio of the "
-                 "fastest runs (machine noise only ever slows a run down)")
+        walls = [w for w, _ in times[name]]
+        ratio = "" if name == "sequential" else f"; vs sequential {paired_ratio(seq, walls)}"
+        lines.append(f"{label:<30} {spread(walls)}, {k * steps / statistics.median(walls):.0f} ticket-steps/s{ratio}")
+    lines.append("vs sequential: the median of the repeats' ratios (their range; noise: the larger coefficient of "
+                 "variation of the two sides' repeats)")
+    lines.append(f"target batched >= 3.5x: "
+                 f"{verdict(paired_ratio(seq, [w for w, _ in times['batched']]), 3.5, busy=busy)}")
     if torch.get_num_threads() == 1:  # one thread: CPU time is what the work costs, whatever else the machine runs
-        cpu = [s / b for (_, s), (_, b) in zip(seq, times["batched"], strict=True)]
-        lines.append(f"batched per CPU second: {statistics.median(cpu):.2f}x")
+        cpu = paired_ratio([c for _, c in times["sequential"]], [c for _, c in times["batched"]])
+        lines.append(f"batched per CPU second: {cpu}")
     if peak_gflops:
         flops = {"sequential": train_flops_per_step(), "batched": train_flops_per_step(kept=mean_kept(k)),
                  "batched-dense": train_flops_per_step()}
         rates = {name: flops[name] * k * steps / statistics.median(w for w, _ in times[name]) / 1e9 for name in NAMES}
-        lines.append(f"dense sgemm 2048^3: {peak_gflops:.1f} GFLOP/s; matmul GFLOP/s achieved in training (sparse: "
+        lines.append(f"dense sgemm: {peak_gflops:.1f} GFLOP/s; matmul GFLOP/s achieved in training (sparse: "
                      f"kept weights' only): " + ", ".join(f"{n} {r:.1f} = {100 * r / peak_gflops:.0f}%"
                                                           for n, r in rates.items()))
     return "\n".join(lines)
@@ -142,6 +139,13 @@ NAMES = {"sequential": "sequential (k x train)", "batched": "batched (sparse ker
          "batched-dense": "batched, dense matmuls only"}
 
 
-def batching_report(quick: bool = False, progress: bool = False) -> str:
-    steps, repeats = (100, 3) if quick else (300, 5)
-    return format_batching(batching_times(8, steps, repeats, progress), 8, steps, sgemm_gflops())
+def batching_report(quick: bool = False, progress: bool = False, smoke: bool = False) -> str:
+    """The section, with the machine load seen while it was measured. smoke: 2 tickets x 5 steps, 2 repeats."""
+    from ticketlab.bench.noise import load_since, loadavg
+
+    k, steps, repeats = (2, 5, 2) if smoke else (8, 100, 3) if quick else (8, 300, 5)
+    before = loadavg()
+    times = batching_times(k, steps, repeats, progress)
+    peak = sgemm_gflops(256 if smoke else 2048)
+    load = load_since(before)
+    return f"{format_batching(times, k, steps, peak, busy=load.busy)}\n{load}"

@@ -35,10 +35,12 @@ def format_export(rows) -> str:
     return "\n".join(lines)
 
 
-def export_report(quick: bool = False) -> str:
+def export_report(quick: bool = False, smoke: bool = False) -> str:
+    """The section. Sizes are exact (no timing, no noise). smoke: LeNet-300-100 at 2% kept only."""
     from ticketlab.models import build_model
 
     models = {"lenet300": lenet300}
-    if not quick:
+    if not (quick or smoke):
         models["conv4"] = lambda: build_model("conv4", seed=0)
-    return format_export(export_rows(models, QUICK_DENSITIES if quick else DENSITIES))
+    densities = (0.02,) if smoke else QUICK_DENSITIES if quick else DENSITIES
+    return format_export(export_rows(models, densities)) + "\nsizes are exact byte counts: no noise, no load effect"

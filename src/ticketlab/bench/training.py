@@ -42,29 +42,35 @@ def masked_training_times(steps: int = 600, repeats: int = 5) -> dict:
     return times
 
 
-def format_masked_training(times: dict, steps: int) -> str:
-    import statistics
-
+def format_masked_training(times: dict, steps: int, busy: bool = False) -> str:
+    """Medians, ranges and noise of the alternating repeats; the verdict on the 5% target only when the noise
+    allows it."""
     import torch
 
-    def overheads(name: str, per: int = 0) -> list[float]:  # per 0: wall time, 1: CPU time
-        return [100 * (d[per] / m[per] - 1) for d, m in zip(times["dense"], times[name], strict=True)]
+    from ticketlab.bench.noise import paired_ratio, spread, verdict
+
+    def overhead(name: str, per: int = 0):  # per 0: wall time, 1: CPU time; time ratio = dense rate / other rate
+        return paired_ratio([d[per] for d in times["dense"]], [m[per] for m in times[name]])
 
     lines = [f"masked training: LeNet-300-100, batch {BATCH}, {steps} steps x {len(times['dense'])} repeats "
-             f"alternating, {torch.get_num_threads()} threads; target: masked overhead <= 5%"]
+             f"alternating, {torch.get_num_threads()} threads; target: masked overhead <= 5% (time ratio <= 1.05x)"]
     for name in TRAINING_VARIANTS:
-        lines.append(f"{name:<12} {statistics.median(r for r, _ in times[name]):8.0f} steps/s (median)")
+        lines.append(f"{name:<12} {spread([r for r, _ in times[name]], unit='steps/s')}")
     for name in TRAINING_VARIANTS[1:]:
-        o = overheads(name)
-        lines.append(f"{name} overhead over dense: {statistics.median(o):+.1f}% (median of the repeats; range "
-                     f"{min(o):+.1f}% to {max(o):+.1f}%)" +
-                     (f"; per CPU second {statistics.median(overheads(name, 1)):+.1f}%"
-                      if torch.get_num_threads() == 1 else ""))
-    speedup = [m / t for (m, _), (t, _) in zip(times["masked"], times["torch-prune"], strict=True)]
-    lines.append(f"masked / torch-prune throughput: {statistics.median(speedup):.2f}x")
+        lines.append(f"{name} time / dense time: {overhead(name)}" +
+                     (f"; per CPU second {overhead(name, 1)}" if torch.get_num_threads() == 1 else ""))
+    lines.append(f"target masked overhead <= 5%: {verdict(overhead('masked'), 1.05, False, busy)}")
+    lines.append(f"masked / torch-prune throughput: "
+                 f"{paired_ratio([m for m, _ in times['masked']], [t for t, _ in times['torch-prune']])}")
     return "\n".join(lines)
 
 
-def training_report(quick: bool = False) -> str:
-    steps, repeats = (300, 3) if quick else (600, 5)
-    return format_masked_training(masked_training_times(steps, repeats), steps)
+def training_report(quick: bool = False, smoke: bool = False) -> str:
+    """The section, with the machine load seen while it was measured. smoke: 10 steps, 2 repeats."""
+    from ticketlab.bench.noise import load_since, loadavg
+
+    steps, repeats = (10, 2) if smoke else (300, 3) if quick else (600, 5)
+    before = loadavg()
+    times = masked_training_times(steps, repeats)
+    load = load_since(before)
+    return f"{format_masked_training(times, steps, load.busy)}\n{load}"

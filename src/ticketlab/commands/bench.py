@@ -11,6 +11,10 @@ Everything is measured in the same process and printed as ratios, with the threa
              subset).
   training   masked training (a 20%-kept mask) against dense training of LeNet-300-100, both through `train`, and
              against the same mask attached by torch.nn.utils.prune.
+Every timing is repeated with A and B interleaved and printed as a median, a range and a noise figure (the
+coefficient of variation of the repeats, ticketlab.bench.noise); a target's verdict ("met" / "not met") is printed
+only when the noise is smaller than the distance to the target and the machine was not busy (the load average, the
+cores and the threads used are printed with every section). On a busy machine, --threads 1 measures more steadily.
 Masks are layer-wise magnitude masks of seeded random weights (the speed and size do not depend on the values).
 The measurements live in ticketlab.bench; the benchmarks/ scripts call the same functions with the full settings.
 """
@@ -33,26 +37,31 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bar")
     parser.add_argument("--only", choices=SECTIONS, default=None, help="run one section only")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch (and numba) threads (default: torch's default, the number of cores)")
+                        help="torch threads (default, or 0: torch's default, the number of cores); on a busy machine 1 "
+                             "is steadier")
+    parser.add_argument("--smoke", action="store_true", help="the smallest sizes (a check that it runs, no figures "
+                                                             "to quote)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    import torch
+    import os
 
-    from ticketlab.bench import batching_report, export_report, inference_report, training_report
-    from ticketlab.errors import TicketlabError
+    from ticketlab.bench import batching_report, export_report, inference_report, loadavg, training_report
+    from ticketlab.engine.threads import apply_threads, threads_override
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise TicketlabError(f"--threads must be a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    threads_override(args.threads)  # a negative count: the one-line user error naming --threads
+    threads = apply_threads(args.threads or 0)
+    print(f"ticketlab bench: {threads} threads, {os.cpu_count()} cores, load average {loadavg():.2f} at the start"
+          + ("; the machine is busy: expect no verdicts (--threads 1 is steadier)"
+             if loadavg() > (os.cpu_count() or 1) - threads + 0.5 else ""), flush=True)
+    sizes = {"quick": args.quick, "smoke": args.smoke}
     if args.only in (None, "inference"):
-        print(inference_report(quick=args.quick, progress=not args.quiet))
+        print(inference_report(progress=not args.quiet, **sizes), flush=True)
     if args.only in (None, "export"):
-        print(export_report(quick=args.quick))
+        print(export_report(**sizes), flush=True)
     if args.only in (None, "batching"):
-        print(batching_report(quick=args.quick, progress=not args.quiet))
+        print(batching_report(progress=not args.quiet, **sizes), flush=True)
     if args.only in (None, "training"):
-        print(training_report(quick=args.quick))
+        print(training_report(**sizes), flush=True)
     return 0

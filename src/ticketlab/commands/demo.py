@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ticketlab.commands import quiet_default
-from ticketlab.commands.run import add_batch_argument, batch_overrides, seed_overrides
+from ticketlab.commands.run import add_batch_argument, add_threads_argument, batch_overrides, seed_overrides
 
 DEMO_PRESET = "lenet300-mnist-mini"
 DEMO_SEEDS = (0, 1, 2)
@@ -20,6 +20,7 @@ def add_parser(sub):
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bars")
     add_batch_argument(p)
+    add_threads_argument(p)
     p.set_defaults(run=main)
 
 
@@ -28,13 +29,16 @@ def main(args):
     from ticketlab.engine.lottery import Lottery
     from ticketlab.engine.presets import build_config
     from ticketlab.engine.stages import run_lotteries
+    from ticketlab.engine.threads import apply_threads, threads_override
     from ticketlab.report import load_runs, summary_table, write_report
 
     started = time.perf_counter()
     lotteries = []
     for seed in args.seeds:
-        cfg = build_config(DEMO_PRESET, overrides=[*args.overrides, *batch_overrides(args), *seed_overrides(seed)])
-        print(f"seed {seed}: {cfg.run_name()}", flush=True)
+        cfg = build_config(DEMO_PRESET, overrides=[*args.overrides, *batch_overrides(args),
+                                                   *threads_override(args.threads), *seed_overrides(seed)])
+        threads = apply_threads(cfg.train.threads)
+        print(f"seed {seed}: {cfg.run_name()} ({threads} threads)", flush=True)
         lotteries.append(Lottery.open(cfg, args.runs_dir, DEMO_PRESET, progress=not args.quiet,
                                       accelerator=select()))
     roots = [store.root for store in run_lotteries(lotteries)]  # the seeds' stages of a level train batched

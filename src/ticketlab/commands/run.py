@@ -2,6 +2,7 @@
 
 from ticketlab.commands import quiet_default
 from ticketlab.engine.config import load_config_file
+from ticketlab.engine.threads import threads_override
 
 
 def add_parser(sub):
@@ -22,6 +23,7 @@ def add_config_arguments(p):
                    help="run once per seed (sets the init, data and prune seeds to N)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
     add_batch_argument(p)
+    add_threads_argument(p)
     p.add_argument("--no-accel", action="store_true",
                    help="train on the pure-torch path: no C++ kernels, no compact optimizer, no batched tickets")
     p.add_argument("--quiet", action="store_true", default=quiet_default(), help="no progress bars")
@@ -32,6 +34,12 @@ def add_batch_argument(p):
                    help="train up to K ready stages (seeds, baselines) of one architecture as one batched model, "
                         "whose Linear layers keeping <= 40%% train as their kept weights only; 1 = one at a time "
                         "(default: train.batch_tickets, 8)")
+
+
+def add_threads_argument(p):
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads torch trains with (torch.set_num_threads; default: train.threads, 0 = torch's "
+                        "default, one per core); on a machine busy with other work 1 is often faster")
 
 
 def batch_overrides(args) -> list[str]:
@@ -51,7 +59,7 @@ def configs(args):
     from ticketlab.engine.presets import build_config
 
     file_data = load_config_file(args.config) if args.config else None
-    overrides = [*args.overrides, *batch_overrides(args)]
+    overrides = [*args.overrides, *batch_overrides(args), *threads_override(args.threads)]
     base = build_config(args.preset, file_data, overrides)
     if not args.seeds:
         return [base]
@@ -92,6 +100,7 @@ def worker_argv(args) -> list[str]:
     argv += ["--seeds", *map(str, args.seeds)] if args.seeds else []
     argv += ["--runs-dir", args.runs_dir]
     argv += [] if args.batch_tickets is None else ["--batch-tickets", str(args.batch_tickets)]
+    argv += [] if args.threads is None else ["--threads", str(args.threads)]
     argv += ["--no-accel"] if args.no_accel else []
     return argv + (["--quiet"] if args.quiet else [])
 
@@ -103,10 +112,13 @@ def run_all(args):
     from ticketlab.engine.lottery import Lottery
     from ticketlab.engine.stages import run_lotteries
     from ticketlab.engine.store import run_locks
+    from ticketlab.engine.threads import apply_threads
 
     accelerator = select(enabled=not args.no_accel)
+    cfgs = configs(args)
+    apply_threads(cfgs[0].train.threads)  # one process, one count: every seed gets the same overrides
     lotteries = [Lottery.open(cfg, args.runs_dir, args.preset, progress=not args.quiet, accelerator=accelerator)
-                 for cfg in configs(args)]
+                 for cfg in cfgs]
     # One writer per run directory (a second `ticketlab run` or a sweep is refused, naming the holder); under
     # torchrun only rank 0 takes the lock, the other ranks belong to the same run.
     roots = [lottery.store.root for lottery in lotteries] if int(os.environ.get("RANK", "0")) == 0 else []

@@ -10,13 +10,14 @@ A stage trains the steps [plan.start, plan.total) of its `Plan` and writes into 
 - `checkpoint.safetensors` after every `plan.checkpoint_every` steps but the last: weights, optimizer state, torch RNG
   state and `extra` = {step, loss_sum, loss_count, wall}, what the books need to continue exactly.
 
-On resume the books restart from `extra`, and the rows after the checkpoint's step (written by a run killed later) are
-dropped. A stage diverges when a step's loss is not finite (checked before the update), or when the mean training
-loss over an evaluation interval exceeds DIVERGED_FACTOR x ln(classes), ten times the loss of a uniform guess
-(checked after the row is written; the rule uses the global loss sums only, so every rank of a data-parallel run
-decides alike). Either stops the stage with `Diverged`, which carries the rows written so far: the scheduler records
-the stage with status "diverged" (engine/stages.py), and a run that goes on past it keeps what was written. A stage's
-`snapshot=(k, fn)` gets fn(model) right after step k (the late-rewinding point θk).
+On resume the books restart from `extra`, and the rows after the checkpoint's step (written by a run killed later)
+are dropped. A stage diverges when a step's loss is not finite (checked before the update), or when the mean
+training loss over an evaluation interval exceeds DIVERGED_FACTOR times its starting value: the validation loss of
+the stage's first row, or ln(classes) (a uniform guess) where that is larger (checked after the row is written; the
+rule uses the global loss sums only, so every rank of a data-parallel run decides alike). Either stops the stage
+with `Diverged`, which carries the rows written so far: the scheduler records the stage with status "diverged"
+(engine/stages.py), and a run that goes on past it keeps what was written. A stage's `snapshot=(k, fn)` gets
+fn(model) right after step k (the late-rewinding point θk).
 
 One `Bookkeeping` keeps the books of K >= 1 stages trained in lockstep (one schedule, one step): their train-loss sums
 are one float64 tensor, added to once a step, so K copies cost what one does. A trainer's loop keeps them so:
@@ -38,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ticketlab.engine import distributed
 from ticketlab.engine.accelerator import Ticket
 from ticketlab.engine.store import append_metrics, read_metrics, write_metrics
 from ticketlab.errors import TicketlabError
@@ -104,14 +106,23 @@ class Bookkeeping:
                        f"the data; results so far are kept in {t.stage}", self.rows[k], k)
 
     def check_mean(self) -> None:
-        """Stop with `Diverged` if a stage's mean training loss since the last row is far above chance."""
+        """Stop with `Diverged` if a stage's mean training loss since the last row is far above where it started.
+        Data-parallel, rank 0 alone holds the rows: it judges, and every rank stops with it."""
         if not self.loss_count:
             return
         means = (self.loss_sum / self.loss_count).tolist()
-        for k, (t, mean) in enumerate(zip(self.tickets, means, strict=True)):
-            limit = DIVERGED_FACTOR * math.log(max(2, int(getattr(t.splits, "num_classes", 2) or 2)))
-            if mean > limit:
-                self.diverged(k, f"{mean:.4g}", f"mean training loss above {limit:.3g} (10 x ln(classes)):")
+        over = [k for k, mean in enumerate(means) if self.rows[k] and mean > DIVERGED_FACTOR * self.starting_loss(k)]
+        if distributed.any_rank(bool(over)):
+            k = over[0] if over else 0
+            limit = DIVERGED_FACTOR * self.starting_loss(k)
+            self.diverged(k, f"{means[k]:.4g}", f"mean training loss above {limit:.3g} (10 x its starting value):")
+
+    def starting_loss(self, k: int) -> float:
+        """The validation loss before stage k trained (its first row), or ln(classes) where that is larger: a deep
+        network can start far above a uniform guess, and only a loss far above its own start is divergence."""
+        chance = math.log(max(2, int(getattr(self.tickets[k].splits, "num_classes", 2) or 2)))
+        first = self.rows[k][0].get("val_loss") if self.rows[k] else None
+        return max(chance, first) if first is not None and math.isfinite(first) else chance
 
     def add(self, losses: float | torch.Tensor) -> None:
         """One step done, with these losses (a float for one stage, a float64 tensor of K for K)."""

@@ -3,7 +3,8 @@
 A checkpoint is checked whole before anything is restored from it. One that is truncated, empty, lacks a part,
 holds tensors of other shapes or claims a step outside the stage's plan is corrupt: it is renamed aside to
 `checkpoint.corrupt-<n>.safetensors` (said once on stderr) and the stage restarts from its start, its last good
-state; the weights, optimizer and RNG are untouched until the checkpoint has passed."""
+state; the weights, optimizer and RNG are untouched until the checkpoint has passed. In a data-parallel run every
+rank judges the checkpoint, and all restart alike if any finds it corrupt; only rank 0 renames it."""
 
 import json
 import math
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ticketlab.core.files import file_errors, load_tensors, save_tensors
+from ticketlab.engine import distributed
 from ticketlab.errors import TicketlabError
 
 EXTRA_KEYS = ("step", "loss_sum", "loss_count", "wall")  # what the books need (engine/bookkeeping.py)
@@ -42,11 +44,10 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, plan=None) -> dict | None:
     """Restore what `save_checkpoint` wrote and return its `extra`; a corrupt checkpoint is quarantined and None
     returned (start the stage afresh). `plan` (an engine.schedule.Plan): the step must lie in [start, total]."""
-    try:
-        extra, model_state, opt_state, rng = check(path, model, plan)
-    except Corrupt as e:
-        quarantine(path, str(e))
+    parts = judged(path, model, plan)
+    if parts is None:
         return None
+    extra, model_state, opt_state, rng = parts
     model.load_state_dict(model_state)
     optimizer.load_state_dict({"state": opt_state, "param_groups": optimizer.state_dict()["param_groups"]})
     torch.set_rng_state(rng)
@@ -56,14 +57,23 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 def vet(path: Path, model: nn.Module, plan=None) -> bool:
     """Whether a sound checkpoint is at `path` (for trainers that read its step before restoring it); a corrupt one
     is quarantined first."""
-    if not path.exists():
-        return False
+    return path.exists() and judged(path, model, plan) is not None
+
+
+def judged(path: Path, model: nn.Module, plan) -> tuple | None:
+    """`check` on every rank of a data-parallel run (or the one process): a checkpoint found corrupt on any rank is
+    corrupt on all. Rank 0 alone moves it aside, after every rank has read it (the verdict is a collective) and
+    before any goes on (a barrier), so every rank restarts the stage alike; None then."""
     try:
-        check(path, model, plan)
+        parts, why = check(path, model, plan), None
     except Corrupt as e:
-        quarantine(path, str(e))
-        return False
-    return True
+        parts, why = None, str(e)
+    if not distributed.any_rank(why is not None):
+        return parts
+    if distributed.is_main():
+        quarantine(path, why or "found corrupt by another rank")
+    distributed.barrier()
+    return None
 
 
 def check(path: Path, model: nn.Module, plan) -> tuple[dict, dict, dict, torch.Tensor]:

@@ -61,6 +61,9 @@ class TrainConfig:
     batch_tickets: int = _help("train up to this many ready stages (seeds, baselines) of one architecture as one "
                                "batched model (Linear layers keeping <= 40% train sparse); 1 = one at a time (MLPs and "
                                "plain convnets; fp32)", 8)
+    threads: int = _help("CPU threads for torch's intra-op work (torch.set_num_threads), set by the command that runs "
+                         "the stages; 0 = torch's default (OMP_NUM_THREADS, else one per core). On a machine busy "
+                         "with other work 1 is often several times faster. Not part of the run's identity", 0)
 
 
 @dataclass
@@ -133,7 +136,10 @@ class Config:
 # and `batch_tickets` (a batched stage's sparse kernels round differently from an unbatched one's: Linear weights
 # differ by up to ~7e-5 after 300 steps). Only non-default values are hashed, so adding a setting keeps old names. The
 # model itself is not a setting: its fingerprint is recorded and checked beside the hash (ticketlab.engine.identity).
-NOT_HASHED = {("data", "root"), ("train", "checkpoint_every")}
+# `train.threads` is left out too, at every value: the thread count can change the low-order bits of reductions, but
+# the default (torch's: one per core) already differs from machine to machine under one hash, so hashing an explicit
+# count would split runs by machine, not by experiment; each stage's summary.json records the count it trained with.
+NOT_HASHED = {("data", "root"), ("train", "checkpoint_every"), ("train", "threads")}
 SECTIONS = {f.name: f.type for f in fields(Config)}
 ALLOWED = {
     ("train", "optimizer"): ("sgd", "adam", "adamw"),

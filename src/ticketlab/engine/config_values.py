@@ -25,6 +25,7 @@ FLOAT_RANGES = {
 INT_RANGES = {
     ("data", "batch_size"): (1, MAX_COUNT),
     ("train", "batch_tickets"): (1, MAX_COUNT),
+    ("train", "threads"): (0, 4096),
     ("lottery", "levels"): (0, MAX_COUNT),
     ("seeds", "init"): (0, MAX_SEED),
     ("seeds", "data"): (0, MAX_SEED),

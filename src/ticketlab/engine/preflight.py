@@ -5,6 +5,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ticketlab.core.masks import match_names, prunable_names
 from ticketlab.engine.config import Config
 from ticketlab.engine.level_masks import of_remaining
 from ticketlab.engine.optimizers import make_optimizer
@@ -43,6 +44,10 @@ def check_training(cfg: Config, model: nn.Module, n_train: int) -> None:
         make_optimizer([p for p in model.parameters() if p.requires_grad][:1], cfg.train)
     except (ValueError, RuntimeError) as e:  # torch.optim's own checks, should ours miss one
         raise TicketlabError(f"train.{cfg.train.optimizer} refuses these settings: {e}") from None
+    if cfg.lottery.levels >= 1:  # the patterns must name parameters: found now, not after level 0 has trained
+        names = prunable_names(model)
+        match_names(names, cfg.prune.exclude, "exclude pattern")
+        match_names(names, cfg.prune.rates, "rate pattern")
     if cfg.prune.rate_of == "original" and cfg.lottery.levels >= 1:
         for rate in [cfg.prune.rate, *cfg.prune.rates.values()]:
             of_remaining(rate, cfg.lottery.levels)

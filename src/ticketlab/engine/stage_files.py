@@ -35,7 +35,8 @@ def finish(ticket: Ticket, kind: str, level: int, rows: list[dict], wall: float,
     save_weights(ticket.stage / "final.safetensors", model.cpu())
     status = {"status": "diverged", "message": diverged} if diverged else {"status": "done"}
     summary = {"level": level, "kind": kind, **status, "steps": plan.total - plan.start, "wall": wall,
-               "batched": batched, **statistics(rows), **counts(model, masks, ticket.splits.train.x[:64])}
+               "batched": batched, "threads": torch.get_num_threads(), **statistics(rows),
+               **counts(model, masks, ticket.splits.train.x[:64])}
     write_json_atomic(ticket.stage / "summary.json", summary)
     remove_checkpoints(ticket.stage)
     return summary

@@ -59,8 +59,8 @@ def build_model(name: str, num_classes: int | None = None, seed: int = 0, device
     num_classes = spec.num_classes if num_classes is None else num_classes
     if not _is_int(num_classes) or num_classes < 1:
         raise TicketlabError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if not _is_int(seed) or seed < 0:
-        raise TicketlabError(f"seed must be a non-negative integer, got {seed!r}")
+    if not _is_int(seed) or not 0 <= seed < 2**63:  # torch.manual_seed takes a 64-bit integer
+        raise TicketlabError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
     _check_options(spec, options)
     on_device = torch.device(device) if device is not None else contextlib.nullcontext()
     with torch.random.fork_rng(), on_device:

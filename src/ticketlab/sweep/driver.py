@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ticketlab.core.files import write_bytes_atomic
+from ticketlab.core.files import file_errors, write_bytes_atomic
 from ticketlab.engine.store import run_lock
 from ticketlab.errors import TicketlabError
 from ticketlab.sweep.index import Index
@@ -74,7 +74,8 @@ def run_sweep(spec: SweepSpec, root: str | Path, quiet: bool = False) -> Index:
     plans = spec.runs()  # every config validated before anything starts
     executor = make_executor(spec)  # Ray: connects now, so an unreachable cluster starts nothing
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        with file_errors(root, "create the sweep directory"):
+            root.mkdir(parents=True, exist_ok=True)
         with run_lock(root, what="sweep directory"):
             check_same_sweep(root, spec)
             write_bytes_atomic(root / "sweep.yaml", dump(spec).encode())

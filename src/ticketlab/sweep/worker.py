@@ -50,9 +50,11 @@ def run_job(payload: dict) -> None:
     from ticketlab.engine.lottery import Lottery
     from ticketlab.engine.stages import run_lotteries
     from ticketlab.engine.store import run_locks
+    from ticketlab.engine.threads import apply_threads
 
-    lotteries = [Lottery.open(from_dict(c), payload["runs_dir"], payload["preset"], accelerator=select())
-                 for c in payload["configs"]]
+    cfgs = [from_dict(c) for c in payload["configs"]]
+    apply_threads(cfgs[0].train.threads)  # 0: torch's default, here OMP_NUM_THREADS as `execute` set it
+    lotteries = [Lottery.open(cfg, payload["runs_dir"], payload["preset"], accelerator=select()) for cfg in cfgs]
     with run_locks([lottery.store.root for lottery in lotteries], wait=True):  # another writer: wait, never mix
         for store in run_lotteries(lotteries):
             print(f"run finished: {store.root}", flush=True)

@@ -23,13 +23,24 @@ def checkpoint_step(path: Path) -> int | None:
         return json.loads(f.metadata()["extra"])["step"]
 
 
+def readable_step(path: Path) -> int | None:
+    """The step a checkpoint claims, or None when it is absent or unreadable (a torn or corrupt file: `vet` judges
+    a kept one fully later)."""
+    try:
+        step = checkpoint_step(path)
+    except Exception:  # noqa: BLE001 - safetensors, JSON and key errors alike: the file cannot say its step
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
 def reconcile(stages: list[Path]) -> None:
-    """Finish or undo an interrupted two-phase checkpoint: promote the new files if all were written, else drop them."""
+    """Finish or undo an interrupted two-phase checkpoint: promote the new files if all were written and agree on
+    their step, else drop them (a corrupt next file counts as a torn write)."""
     pending = [s for s in stages if (s / NEXT).exists()]
     if not pending:
         return
-    step = checkpoint_step(pending[0] / NEXT)
-    complete = all((s / NEXT).exists() or checkpoint_step(s / CHECKPOINT) == step for s in stages)
+    steps = {readable_step(s / NEXT) if (s / NEXT).exists() else readable_step(s / CHECKPOINT) for s in stages}
+    complete = len(steps) == 1 and None not in steps
     for s in pending:
         if complete:
             os.replace(s / NEXT, s / CHECKPOINT)

@@ -8,6 +8,8 @@ from ticketlab.deploy.sparse_inference.csr import CSRWeight
 from ticketlab.deploy.sparse_inference.kernels import numba_kernels
 from ticketlab.deploy.sparse_inference.layers import SparseLayer, SparseLinear
 
+_FLOAT32 = np.dtype(np.float32)
+
 
 class FusedChain(nn.Module):
     """A run [Flatten ->] Linear -> ReLU -> Linear ... of an nn.Sequential, run at batch 1 as one compiled call: each
@@ -32,6 +34,7 @@ class FusedChain(nn.Module):
         self.in_features = linears[0][1].in_features
         self.meta, self.ints, self.floats = self.pack(linears, masks, relu_after)
         self.kernel = numba_kernels()["chain"]
+        self.kernel(self.meta, self.ints, self.floats, np.zeros((1, self.in_features), dtype=np.float32))  # compile
 
     def pack(self, linears, masks, relu_after):
         """All layers in three flat arrays (one numba call with few arguments: each costs dispatch time): `meta`
@@ -62,11 +65,19 @@ class FusedChain(nn.Module):
                 torch.cat([t.to(torch.float32) for t in floats]).numpy())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (checks ordered cheapest first: at batch 1 each costs a noticeable part of the call)
-        if (self.enabled and x.shape[0] == 1 and x.dtype == torch.float32 and x.is_cpu and x.numel() == self.in_features
-                and (self.flattens or x.dim() == 2) and not (x.requires_grad and torch.is_grad_enabled())):
-            return torch.from_numpy(self.kernel(self.meta, self.ints, self.floats,
-                                                (x.detach() if x.requires_grad else x).numpy()))
+        # The checks run on the NumPy view (its attributes cost a third of a tensor's): at batch 1 they were 15% of
+        # the call. x.numpy() refuses tensors that require grad (taken here only in no-grad mode, detached),
+        # tensors not on the CPU and dtypes NumPy lacks.
+        if self.enabled:
+            try:
+                a = x.numpy()
+            except (RuntimeError, TypeError):
+                a = None
+                if x.requires_grad and x.is_cpu and x.dtype is torch.float32 and not torch.is_grad_enabled():
+                    a = x.detach().numpy()
+            if (a is not None and a.dtype is _FLOAT32 and a.size == self.in_features and a.shape[0] == 1
+                    and (self.flattens or a.ndim == 2)):
+                return torch.from_numpy(self.kernel(self.meta, self.ints, self.floats, a))
         return self.layers(x)
 
     def extra_repr(self) -> str:

@@ -4,6 +4,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _hooks
 
 from ticketlab.core.masks import Masks
 from ticketlab.deploy.sparse_inference.fused import FusedChain
@@ -35,11 +36,25 @@ def _fuse_chains(model: nn.Module, masks: Masks, margin: float, min_time: float)
 def _shortcut_whole_chain(model: nn.Module) -> None:
     """When one FusedChain is all a plain nn.Sequential holds (LeNet-300-100: Flatten, fc1..fc3), the model's
     forward becomes the chain's: at batch 1 the Sequential's own pass over its children and the chain's module call
-    were 20% of the time. The chain still falls back to its modules wherever it does not apply."""
+    were 20% of the time. And its call skips nn.Module's call machinery while nothing hooks it (another 10%). The
+    chain still falls back to its modules wherever it does not apply."""
     children = list(model.children())
     if (isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward and len(children) == 1
             and isinstance(children[0], FusedChain)):
         model.forward = children[0].forward
+        # the slot torch's Module.compile fills: Module.__call__ calls it instead of _call_impl; pickling drops it
+        model._compiled_call_impl = _direct_call(model, children[0])
+
+
+def _direct_call(model: nn.Module, chain: FusedChain):
+    """`model(x)` straight to the chain's forward, unless a hook of the model or a global module hook must run."""
+    def call(*args, **kwargs):
+        if (kwargs or len(args) != 1 or model._forward_hooks or model._forward_pre_hooks or model._backward_hooks
+                or model._backward_pre_hooks or _hooks._global_forward_hooks or _hooks._global_forward_pre_hooks
+                or _hooks._global_backward_hooks or _hooks._global_backward_pre_hooks):
+            return model._call_impl(*args, **kwargs)
+        return chain.forward(args[0])
+    return call
 
 
 DENSE_IN_CHAIN_MAX = 1 << 22  # weights: beyond this a dense copy inside the chain costs too much memory to try

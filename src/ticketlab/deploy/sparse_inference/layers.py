@@ -16,8 +16,8 @@ class SparseLayer(nn.Module):
         super().__init__()
         self.dense = dense
         weight = dense.weight.detach()
-        self.density = float(mask.float().mean())
         self.csr = CSRWeight(weight.reshape(weight.shape[0], -1), mask.reshape(weight.shape[0], -1), dense.bias)
+        self.density = self.csr.values.numel() / max(mask.numel(), 1)
         self.plan: dict[int, str] = {}  # measured batch size -> kernel
         self.timings: dict[int, dict[str, float]] = {}  # measured batch size -> {kernel: seconds}
 

@@ -15,6 +15,7 @@ submodule that calls it (e.g. `ticketlab.engine.distributed.masks.is_main`), not
 from ticketlab.engine.distributed.group import (
     TIMEOUT_ENV,
     active,
+    any_rank,
     backend_for,
     barrier,
     check_nproc,
@@ -40,7 +41,7 @@ from ticketlab.engine.distributed.worker import die_with_parent, report, worker
 
 __all__ = [
     "ERRORS_ENV", "PARENT_ENV", "PEER_LOST", "TIMEOUT_ENV",
-    "active", "backend_for", "barrier", "check_nproc", "comm_device", "init", "is_main", "launched", "rank",
+    "active", "any_rank", "backend_for", "barrier", "check_nproc", "comm_device", "init", "is_main", "launched", "rank",
     "shutdown", "world_size",
     "mean_over_ranks", "shard", "shard_loss", "step_seed", "wrap",
     "broadcast_bytes", "check_same_masks", "from_rank_zero", "masks_digest", "masks_from_bytes", "masks_to_bytes",

@@ -38,6 +38,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` holds on any rank (the same answer on every rank): ranks that judged alike act alike."""
+    if not active():
+        return flag
+    value = torch.tensor([int(flag)], device=comm_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 # -- checks at the boundary --------------------------------------------------------------------------------------
 def check_nproc(nproc: int, batch_size: int, device: torch.device) -> None:
     """Refuse what cannot split evenly or run: batch sizes, devices."""
