@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ticketlab.engine.config import TrainConfig, parse_duration
+from ticketlab.errors import TicketlabError
 
 
 @dataclass
@@ -30,16 +31,25 @@ class Plan:
 
 def make_plan(cfg: TrainConfig, n_train: int, batch_size: int, data_seed: int) -> Plan:
     spe = math.ceil(n_train / batch_size)
-    total = parse_duration(cfg.steps, spe, "train.steps")
+    total, eval_every, checkpoint_every = (at_least_one_step(getattr(cfg, key), spe, f"train.{key}")
+                                           for key in ("steps", "eval_every", "checkpoint_every"))
     return Plan(
         total=total,
         steps_per_epoch=spe,
         batch_size=batch_size,
         data_seed=data_seed,
         lr=lr_schedule(cfg, total, spe),
-        eval_every=max(1, parse_duration(cfg.eval_every, spe, "train.eval_every")),
-        checkpoint_every=max(1, parse_duration(cfg.checkpoint_every, spe, "train.checkpoint_every")),
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
     )
+
+
+def at_least_one_step(text: str, steps_per_epoch: int, what: str) -> int:
+    """A duration of one step or more: no training, or evaluating every 0 steps, is a mistake, never a setting."""
+    steps = parse_duration(text, steps_per_epoch, what)
+    if steps < 1:
+        raise TicketlabError(f"{what} {text!r} is no step at all; give at least '1it'")
+    return steps
 
 
 def lr_schedule(cfg: TrainConfig, total: int, spe: int) -> Callable[[int], float]:
