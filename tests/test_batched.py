@@ -76,14 +76,6 @@ def without_wall(rows):
     return [{k: v for k, v in r.items() if k != "wall"} for r in rows]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_RATES, shared_data=False):
     steps = 4 if name == "conv2" else 24
     cfg = TrainConfig(steps=f"{steps}it", optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
