@@ -121,3 +121,12 @@ def test_verdict_vocabulary():
 def test_loglog_fit_still_recovers_a_clean_exponent():
     x = torch.arange(1.0, 21.0)
     assert fit_loglog(x, 3 * x**0.5).slope == pytest.approx(0.5)
+
+
+def test_loglog_slope_recovers_a_known_exponent_and_skips_what_cannot_be_logged():
+    from ticketlab.paper.theory.fitting import loglog_slope
+
+    xs = [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert abs(loglog_slope(xs, [3 * x**0.5 for x in xs]) - 0.5) < 1e-12
+    assert abs(loglog_slope(xs, [3 * x**-1.5 for x in xs[:3]] + [float("nan"), 0.0]) + 1.5) < 1e-12
+    assert math.isnan(loglog_slope(xs, [1.0, float("inf"), 0.0, -1.0, float("nan")]))

@@ -52,8 +52,10 @@ def expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) 
 
 def parse(text: str) -> Any:
     """One YAML document from `text`, bounded; every parse failure is a TicketlabError with a one-line reason."""
+    loader = None
     try:
-        return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+        loader = BoundedLoader(text)  # what yaml.load does, with our SafeLoader subclass
+        return loader.get_single_data()
     except TicketlabError:
         raise
     except yaml.YAMLError as e:
@@ -62,6 +64,9 @@ def parse(text: str) -> Any:
         raise TicketlabError("is nested too deeply") from None
     except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp 2020-13-45 (safe loading builds dates)
         raise NotYaml(f"holds a value YAML cannot build: {one_line(e)}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | Path, what: str = "config file") -> Any:

@@ -91,6 +91,17 @@ def fit_loglog(x, y, seed: int = 0) -> Fit | None:
     return fit_line(torch.where(x > 0, x, torch.nan).log(), torch.where(y > 0, y, torch.nan).log(), seed)
 
 
+def loglog_slope(xs, ys) -> float:
+    """Least-squares slope of log y on log x over the finite positive points (nan with fewer than 2)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if math.isfinite(y) and y > 0]
+    if len(pts) < 2:
+        return float("nan")
+    x = torch.tensor([p[0] for p in pts], dtype=torch.float64)
+    y = torch.tensor([p[1] for p in pts], dtype=torch.float64)
+    xc = x - x.mean()
+    return float((xc * (y - y.mean())).sum() / xc.pow(2).sum())
+
+
 def crossing(xs, rates, level: float = 0.5) -> float:
     """Smallest x where a (mostly increasing) success-rate curve reaches `level`, linearly interpolated between the
     last grid point below and the first at or above it; nan when it never does or already starts above."""

@@ -8,17 +8,6 @@ from ticketlab.paper.theory.fitting import finite_stats
 from ticketlab.paper.theory.plots import figure, spread
 
 
-def loglog_slope(xs, ys) -> float:
-    """Least-squares slope of log y on log x over the finite positive points (nan with fewer than 2)."""
-    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if math.isfinite(y) and y > 0]
-    if len(pts) < 2:
-        return float("nan")
-    x = torch.tensor([p[0] for p in pts], dtype=torch.float64)
-    y = torch.tensor([p[1] for p in pts], dtype=torch.float64)
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / xc.pow(2).sum())
-
-
 def draw(s, rows, boundary, out) -> None:
     fig, (ax1, ax2) = figure(ncols=2, width=4.4, height=3.6)
     d = s.ds[len(s.ds) // 2]

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from ticketlab.paper.theory.checks import memory, positive, teacher_shapes
-from ticketlab.paper.theory.fitting import crossing
+from ticketlab.paper.theory.fitting import crossing, loglog_slope
 from ticketlab.paper.theory.forms import compare_forms
 from ticketlab.paper.theory.init import moment_init
-from ticketlab.paper.theory.init_report import draw, loglog_slope
+from ticketlab.paper.theory.init_report import draw
 from ticketlab.paper.theory.registry import experiment
 from ticketlab.paper.theory.seeds import stream
 from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample

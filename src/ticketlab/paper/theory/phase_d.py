@@ -9,9 +9,8 @@ Per (variant, r) the exponent of N50 ∝ d^q is fitted through the d values, wit
 import math
 from dataclasses import dataclass, replace
 
-import torch
-
 from ticketlab.paper.theory.checks import memory, teacher_shapes
+from ticketlab.paper.theory.fitting import loglog_slope
 from ticketlab.paper.theory.phase import PhaseSettings, check, run_row
 from ticketlab.paper.theory.phase_fit import n50, success_table
 from ticketlab.paper.theory.plots import figure
@@ -81,14 +80,7 @@ def run(s: PhaseDSettings, seed: int, out, max_bytes: int, progress=print) -> di
 
 def _exponent(s, tables, v, i, idx) -> float:
     """Least-squares slope of log N50 on log d over the d values where N50 crossed (nan with fewer than 2)."""
-    pts = [(d, n50(s, tables[(v, d)][idx])[i]) for d in s.ds]
-    pts = [(math.log(d), math.log(n)) for d, n in pts if math.isfinite(n) and n > 0]
-    if len(pts) < 2:
-        return float("nan")
-    x = torch.tensor([p[0] for p in pts], dtype=torch.float64)
-    y = torch.tensor([p[1] for p in pts], dtype=torch.float64)
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / xc.pow(2).sum())
+    return loglog_slope(list(s.ds), [n50(s, tables[(v, d)][idx])[i] for d in s.ds])
 
 
 def draw(s, boundary, out) -> None:
