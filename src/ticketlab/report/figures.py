@@ -101,7 +101,8 @@ def versus_density(group: Group, value: str, ylabel: str, scale: float, title: s
     density_axis(ax, [100 * r.density.mean for rows in series.values() for r in rows])
     ax.set_ylabel(ylabel)
     n = len(group.runs)
-    ax.set_title(f"{title}\n{group.label}" + (f" — mean ± std over {n} seeds" if n > 1 else ""), fontsize=10)
+    spread = f" — mean ± std over {n} seeds" if n > 1 else ""  # on its own line: a long group label fills the first
+    ax.set_title(f"{title}{spread}\n{group.label}", fontsize=10)
     ax.legend(loc="best")
     return to_png(fig)
 
