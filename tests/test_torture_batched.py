@@ -13,7 +13,7 @@ from ticketlab.core.files import load_tensors, save_tensors
 from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.store import save_checkpoint
 
-from .test_batched import one_thread, separate, tickets_for, without_wall  # noqa: F401 - the fixture
+from .test_batched import separate, tickets_for, without_wall
 
 CHECKPOINT = "checkpoint.safetensors"
 EXTRA = {"step": 8, "loss_sum": 1.0, "loss_count": 8, "wall": 0.0}
