@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,plot,data,kernels,nlp,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,all]'
 	touch $(STAMP)
 
 demo: $(STAMP)

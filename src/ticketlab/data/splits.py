@@ -29,6 +29,16 @@ class InMemory:
     def __getitem__(self, index):
         return self.x[index], self.y[index]
 
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows `indices`, as (inputs, targets): what a training step and an evaluation read
+        (index_select, not x[idx]: the same rows, 3x faster here, and serial; advanced indexing spawns threads)."""
+        indices = indices.to(self.x.device)
+        return self.x.index_select(0, indices), self.y.index_select(0, indices)
+
+    def example(self, n: int = 64) -> torch.Tensor:
+        """The first `n` inputs: what the MAC counts of a stage's summary run the model on."""
+        return self.x[:n]
+
     def subset(self, indices: torch.Tensor) -> "InMemory":
         return InMemory(self.x[indices], self.y[indices])
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ticketlab.core.masks import Masks
 from ticketlab.engine.config import TrainConfig
-from ticketlab.engine.optimizers import make_optimizer
+from ticketlab.engine.optimizers import ZERO_PRESERVING, make_optimizer
 from ticketlab.engine.schedule import Plan
 
 
@@ -40,6 +40,11 @@ class Accelerator:
         """The optimizer of `cfg` over `model`, and the names of the parameters whose pruned entries it keeps at zero
         itself (the others get their gradients masked by the trainer)."""
         return make_optimizer(model.parameters(), cfg), frozenset()
+
+    def preserves_zeros(self, cfg: TrainConfig) -> bool:
+        """Whether the optimizer keeps pruned weights at zero once their gradients are masked (engine/optimizers.py);
+        if not, the trainer re-applies the masks after every step."""
+        return cfg.optimizer in ZERO_PRESERVING
 
     def batchable(self, model: nn.Module, input_shape: tuple) -> bool:
         """Whether copies of `model` can train as one batched model (`train_batched`)."""

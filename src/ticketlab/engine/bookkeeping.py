@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ticketlab.engine import distributed
+from ticketlab.engine import distributed, metric_sinks
 from ticketlab.engine.accelerator import Ticket
 from ticketlab.engine.store import append_metrics, read_metrics, write_metrics
 from ticketlab.errors import TicketlabError
@@ -160,6 +160,7 @@ class Bookkeeping:
                 }
                 self.rows[k].append(row)
                 append_metrics(self.tickets[k].stage / METRICS, row)
+                metric_sinks.send(self.tickets[k].stage, row)
         self.check_mean()
         self.loss_sum.zero_()
         self.loss_count = 0

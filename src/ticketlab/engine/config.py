@@ -30,6 +30,7 @@ def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
 class ModelConfig:
     name: str = _help("registered model name (`ticketlab models`)", "lenet300")
     path: str | None = _help("directory of pretrained weights for models that load them (Hugging Face format)", None)
+    digest: str | None = _help("a model of your own (ticketlab.find_tickets): digest of its initial weights", None)
 
 
 @dataclass
@@ -39,11 +40,14 @@ class DataConfig:
     batch_size: int = _help("training batch size", 60)
     tokenizer: str | None = _help("text datasets: tokenizer directory (default: model.path)", None)
     augment: str = _help("training-batch augmentation: none | cifar (random crop, pad 4, and flip)", "none")
+    digest: str | None = _help("data of your own (ticketlab.find_tickets): digest of its sizes and sampled items", None)
 
 
 @dataclass
 class TrainConfig:
     steps: str = _help("training length per level: '50000it' or '40ep'", "10ep")
+    task: str | None = _help("your own loss, metric, training step or optimizer (ticketlab.find_tickets), by name",
+                             None)
     optimizer: str = _help("sgd | adam | adamw", "adam")
     lr: float = _help("peak learning rate", 1.2e-3)
     momentum: float = _help("SGD momentum", 0.0)

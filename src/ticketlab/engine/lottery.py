@@ -9,6 +9,7 @@ the `stages.Run` it drives."""
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from ticketlab.engine.rewind import Rewind, rewind_for
 from ticketlab.engine.schedule import Plan, make_plan
 from ticketlab.engine.stages import Stage, Training, run_lotteries
 from ticketlab.engine.store import RunStore, load_weights, save_weights
+from ticketlab.engine.task import CLASSIFICATION, Task
 from ticketlab.engine.training import resolve_device
 from ticketlab.errors import TicketlabError
 from ticketlab.models import build_model, model_info
@@ -45,6 +47,9 @@ class Lottery:
     model: nn.Module
     progress: bool = False
     accelerator: Accelerator = PURE_TORCH
+    task: Task = CLASSIFICATION  # what a batch's loss and a split's metric are (engine/task.py)
+    # (seed, pretrained) -> a new model, for runs on a model of your own (ticketlab.find_tickets); None: the registry's
+    build: Callable[[int, bool], nn.Module] | None = None
     _masks: dict[int, Masks] = field(default_factory=dict, repr=False)  # the latest levels', shared by their stages
 
     @classmethod
@@ -134,6 +139,8 @@ class Lottery:
 
     # -- weights, masks, files ---------------------------------------------------------------------------------
     def fresh_model(self, seed: int, pretrained: bool = True) -> nn.Module:
+        if self.build is not None:
+            return self.build(seed, pretrained)
         return model_for(self.cfg, self.splits, seed, pretrained)
 
     def weights(self, path: Path) -> nn.Module:
@@ -151,7 +158,8 @@ class Lottery:
 
     @cached_property
     def training(self) -> Training:
-        return Training(self.cfg.train, self.splits, self.model, self.cfg.data.augment, self.accelerator, self.progress)
+        return Training(self.cfg.train, self.splits, self.model, self.cfg.data.augment, self.accelerator, self.progress,
+                        self.task)
 
     def plan(self) -> Plan:
         return make_plan(self.cfg.train, len(self.splits.train), self.cfg.data.batch_size, self.cfg.seeds.data)

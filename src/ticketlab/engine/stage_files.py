@@ -36,7 +36,7 @@ def finish(ticket: Ticket, kind: str, level: int, rows: list[dict], wall: float,
     status = {"status": "diverged", "message": diverged} if diverged else {"status": "done"}
     summary = {"level": level, "kind": kind, **status, "steps": plan.total - plan.start, "wall": wall,
                "batched": batched, "threads": torch.get_num_threads(), **statistics(rows),
-               **counts(model, masks, ticket.splits.train.x[:64])}
+               **counts(model, masks, ticket.splits.train.example())}
     write_json_atomic(ticket.stage / "summary.json", summary)
     remove_checkpoints(ticket.stage)
     return summary
@@ -57,13 +57,14 @@ def remove_checkpoints(stage: Path) -> None:
         (stage / name).unlink(missing_ok=True)
 
 
-def counts(model: nn.Module, masks: Masks, example: torch.Tensor) -> dict:
-    """Densities, parameter counts and MACs per example (ticketlab.core.counting), for the summary."""
+def counts(model: nn.Module, masks: Masks, example: torch.Tensor | None) -> dict:
+    """Densities, parameter counts and MACs per example (ticketlab.core.counting), for the summary; MACs None when
+    there is no example input to count with (a data set whose batches are not (inputs, targets) tensors)."""
     total = sum(p.numel() for p in model.parameters())
     kept, numel = sum(masks.kept().values()), sum(masks.numels().values())
-    macs = count(model, masks, example)
+    macs = count(model, masks, example) if example is not None else None
     return {
         "density": masks.density(), "sparsity": masks.sparsity(), "kept": kept, "prunable": numel,
         "params_total": total, "params_kept": total - (numel - kept), "layer_density": masks.densities(),
-        "macs_dense": macs.macs_dense, "macs_kept": macs.macs_weight_sparse,
+        "macs_dense": macs and macs.macs_dense, "macs_kept": macs and macs.macs_weight_sparse,
     }

@@ -21,6 +21,7 @@ from ticketlab.engine.accelerator import Accelerator, Ticket
 from ticketlab.engine.config import TrainConfig
 from ticketlab.engine.schedule import Plan
 from ticketlab.engine.store import RunStore, is_done
+from ticketlab.engine.task import CLASSIFICATION, Task
 from ticketlab.engine.training import Diverged, train
 
 
@@ -34,6 +35,7 @@ class Training:
     augment: str  # a name in ticketlab.data.augment.AUGMENTATIONS
     accelerator: Accelerator
     progress: bool = False
+    task: Task = CLASSIFICATION  # what a batch's loss and a split's metric are (engine/task.py)
 
     @property
     def augmentation(self):
@@ -42,7 +44,8 @@ class Training:
     @cached_property
     def batchable(self) -> bool:
         t = self.cfg
-        if t.batch_tickets < 2 or t.precision != "fp32" or t.compile or t.channels_last or distributed.active():
+        if (t.batch_tickets < 2 or t.precision != "fp32" or t.compile or t.channels_last or distributed.active()
+                or not self.task.is_default):
             return False
         return self.accelerator.batchable(self.model, self.splits.input_shape)
 
@@ -131,7 +134,7 @@ def train_alone(stage: Stage) -> None:
     try:
         rows = train(ticket.model, ticket.masks, ticket.splits, how.cfg, ticket.plan, ticket.stage,
                      snapshot=ticket.snapshot, augment=how.augmentation, progress=how.progress,
-                     desc=f"level {stage.level} {stage.kind}", accelerator=how.accelerator)
+                     desc=f"level {stage.level} {stage.kind}", accelerator=how.accelerator, task=how.task)
     except Diverged as e:  # every rank stops at the same step: the rule reads global losses only
         rows, diverged = e.rows, str(e)
     if main:

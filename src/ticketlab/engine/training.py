@@ -14,24 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ticketlab.core.masked_update import MaskedUpdate
 from ticketlab.core.masks import Masks
+from ticketlab.data.splits import InMemory
 from ticketlab.engine import distributed
 from ticketlab.engine.accelerator import PURE_TORCH, Accelerator, Ticket
 from ticketlab.engine.bookkeeping import CHECKPOINT, Bookkeeping
 from ticketlab.engine.bookkeeping import Diverged as Diverged  # re-exported: `train` raises it
 from ticketlab.engine.bookkeeping import early_stop as early_stop  # re-exported
 from ticketlab.engine.config import TrainConfig
-from ticketlab.engine.optimizers import ZERO_PRESERVING
 from ticketlab.engine.schedule import Plan, batch_indices
 from ticketlab.engine.store import load_checkpoint, save_checkpoint
+from ticketlab.engine.task import CLASSIFICATION, Task, to_device
 from ticketlab.errors import TicketlabError
-
-EVAL_BATCH = 1000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,20 +57,9 @@ def autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(mean loss, accuracy) over a whole split, in batches."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[i : i + EVAL_BATCH].to(device), y[i : i + EVAL_BATCH].to(device)
-        out = model(xb)
-        loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
-        correct += (out.argmax(1) == yb).sum().item()
-    model.train(was_training)
-    return loss_sum / max(len(x), 1), correct / max(len(x), 1)
+    """(mean cross-entropy, accuracy) of a classifier over the tensors of a whole split."""
+    return CLASSIFICATION.evaluate(model, InMemory(x, y))
 
 
 def seed_dropout(seed: int, device: torch.device) -> None:
@@ -96,20 +83,23 @@ def train(
     progress: bool = False,
     desc: str = "",
     accelerator: Accelerator = PURE_TORCH,
+    task: Task = CLASSIFICATION,
 ) -> list[dict]:
     """Train `model` under `masks` from plan.start to plan.total, writing metrics and checkpoints into `stage`
     (what and when: bookkeeping.py).
 
     Resumes from `stage/checkpoint.safetensors` when present. `snapshot=(k, fn)` calls fn(model) right after step k
     (used to save the late-rewinding point θk); `augment(batch, generator)` transforms each training batch with a
-    generator seeded by the step. Returns the metric rows (docs/run-directory.md)."""
+    generator seeded by the step; `task` says what a batch's loss and a split's metric are (engine/task.py): your
+    own data and loss train without augmentation and data parallelism. Returns the metric rows
+    (docs/run-directory.md)."""
     stage.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model.to(device=device, memory_format=memory_format)
     masks.apply(model)
     optimizer, handled = accelerator.optimizer(model, masks, cfg)
-    update = MaskedUpdate.for_model(model, masks, reapply=cfg.optimizer not in ZERO_PRESERVING, skip=handled)
+    update = MaskedUpdate.for_model(model, masks, reapply=not accelerator.preserves_zeros(cfg), skip=handled)
     ckpt = stage / CHECKPOINT
     extra = load_checkpoint(ckpt, model, optimizer, plan) if ckpt.exists() else None  # None: corrupt, set aside
     # Data-parallel (ticketlab.engine.distributed): each rank trains on its share of every batch; rank 0 alone evaluates
@@ -118,10 +108,9 @@ def train(
     book = Bookkeeping([Ticket(model, masks, splits, plan, stage, snapshot, desc)], [extra], writes=main)
 
     def evaluations():
-        return [evaluate(model, splits.val.x, splits.val.y)], [evaluate(model, splits.test.x, splits.test.y)]
+        return [task.evaluate(model, splits.val)], [task.evaluate(model, splits.test)]
 
     rows = book.open(evaluations)[0]
-    x_train, y_train = splits.train.x, splits.train.y
     forward = distributed.wrap(model)
     if hasattr(optimizer, "reload"):  # an optimizer holding its own copy of the weights re-reads them: DDP's
         optimizer.reload()  # construction broadcast rank 0's weights into the model
@@ -132,21 +121,18 @@ def train(
                unit="it")
     while book.step < plan.total:
         step = book.step
-        idx = batch_indices(step, len(x_train), plan).to(x_train.device)
-        # index_select, not x[idx]: the same rows, 3x faster here, and serial (advanced indexing spawns threads)
-        xb, yb = x_train.index_select(0, idx).to(device), y_train.index_select(0, idx).to(device)
-        if augment is not None:
-            xb = augment(xb, torch.Generator().manual_seed(plan.data_seed * 1_000_003 + step + 1))
-        if ddp:  # this rank's contiguous share of the augmented global batch: one process's rows and random draws
-            xb, yb = distributed.shard(xb), distributed.shard(yb)
+        idx = batch_indices(step, len(splits.train), plan)
+        batch = to_device(splits.train.batch(idx), device)
+        if task.is_default:
+            batch = shaped(batch, step, cfg, plan, augment)
         seed_dropout(distributed.step_seed(plan.data_seed, step), device)
-        if cfg.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
         for group in optimizer.param_groups:
             group["lr"] = plan.lr(step)
         with autocast(cfg, device):
-            out = forward(xb)
-            loss = distributed.shard_loss(out, yb, len(idx)) if ddp else F.cross_entropy(out, yb)
+            if ddp:
+                loss = distributed.shard_loss(forward(batch[0]), batch[1], len(idx))
+            else:
+                loss = task.forward(forward, batch)[0]
         value = (distributed.mean_over_ranks(loss) if ddp else loss).item()  # the global batch's mean loss, all ranks
         book.check(value)
         optimizer.zero_grad(set_to_none=True)
@@ -165,4 +151,17 @@ def train(
             save_checkpoint(ckpt, model, optimizer, book.extra())
     bar.close()
     return rows
+
+
+def shaped(batch: tuple[torch.Tensor, torch.Tensor], step: int, cfg: TrainConfig, plan: Plan, augment):
+    """A classification batch as the step trains it: augmented with a generator seeded by the step, this rank's
+    contiguous share of it when data-parallel (one process's rows and random draws), channels-last if asked."""
+    xb, yb = batch
+    if augment is not None:
+        xb = augment(xb, torch.Generator().manual_seed(plan.data_seed * 1_000_003 + step + 1))
+    if distributed.active():
+        xb, yb = distributed.shard(xb), distributed.shard(yb)
+    if cfg.channels_last and xb.dim() == 4:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, yb
 

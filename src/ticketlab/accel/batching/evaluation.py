@@ -1,17 +1,17 @@
-"""Evaluation of K copies, each on its own split, with the numbers `ticketlab.engine.training.evaluate` gives."""
+"""Evaluation of K copies, each on its own split, with the numbers `ticketlab.engine.task.Task.evaluate` gives."""
 
 import torch
 import torch.nn.functional as F
 
 from ticketlab.accel.batching.stacked import CONVS, StackedModel
 from ticketlab.engine.accelerator import Ticket
-from ticketlab.engine.training import EVAL_BATCH
+from ticketlab.engine.task import EVAL_BATCH
 
 
 @torch.no_grad()
 def evaluate_copies(model: StackedModel, tickets: list[Ticket], split: str,
                     device: torch.device) -> list[tuple[float, float]]:
-    """(mean loss, accuracy) of every copy on its own `split`, summed as `training.evaluate` sums them (chunks of
+    """(mean loss, accuracy) of every copy on its own `split`, summed as the classification task sums them (chunks of
     EVAL_BATCH rows, so the same numbers); copies sharing the data share the input, and run together unless the
     model has convolutions (whose activations for K copies at once would take K times the memory)."""
     out: list[tuple[float, float]] = [(0.0, 0.0)] * len(tickets)

@@ -1,0 +1,100 @@
+"""The lottery cycle the framework callbacks share, driven by a hand-written loop: whatever the rate, the number of
+levels and the rewind step, densities follow the counting rule, masks only shrink, pruned weights stay exactly zero
+at every step and each level starts from the rewind point."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from ticketlab import PruneSpec, TicketlabError, kept_after_rounds
+from ticketlab.integrations.cycle import LotteryCycle
+
+STEPS = 5
+pytestmark = pytest.mark.filterwarnings("ignore:.*layer collapse")  # rate 0.8 over 3 levels empties a layer
+
+
+def model_and_data():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 7), nn.ReLU(), nn.Linear(7, 3))
+    return model, torch.randn(16, 6), torch.randint(0, 3, (16,))
+
+
+def train(cycle: LotteryCycle, model: nn.Module, x, y) -> list[dict]:
+    """One level in a loop of one's own: the five calls a framework callback makes. Returns the weights before
+    training and after every step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3)
+    cycle.begin_training(model, STEPS)
+    seen = [{k: v.clone() for k, v in model.state_dict().items()}]
+    for step in range(1, STEPS + 1):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        cycle.before_optimizer_step()
+        optimizer.step()
+        cycle.after_optimizer_step(step)
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+    cycle.end_training(STEPS)
+    return seen
+
+
+@settings(max_examples=12, deadline=None)
+@given(rate=st.sampled_from([0.1, 0.2, 0.5, 0.8]), levels=st.integers(1, 3), rewind=st.integers(0, STEPS - 1))
+def test_the_cycle_over_levels(rate, levels, rewind):
+    model, x, y = model_and_data()
+    cycle = LotteryCycle(PruneSpec(rate=rate), rewind=rewind or "init")
+    previous = None
+    for level in cycle.levels(levels):
+        seen = train(cycle, model, x, y)
+        if level == 0:
+            theta_k = seen[rewind]
+        else:
+            assert all(torch.equal(seen[0][n], theta_k[n] * cycle.masks[n] if n in cycle.masks else theta_k[n])
+                       for n in theta_k)
+            assert all(not (cycle.masks[n] & ~previous[n]).any() for n in cycle.masks)  # pruned ones never return
+        for weights in seen:
+            assert all(not weights[n][~cycle.masks[n]].any() for n in cycle.masks)
+        assert cycle.masks.kept() == {n: kept_after_rounds(k, rate, level) for n, k in cycle.masks.numels().items()}
+        previous = cycle.masks
+    assert [row["level"] for row in cycle.history] == list(range(levels + 1))
+    assert [row["kept"] for row in cycle.history] == [
+        sum(kept_after_rounds(k, rate, i) for k in cycle.masks.numels().values()) for i in range(levels + 1)]
+
+
+def test_a_rewind_step_never_reached_is_refused_when_pruning():
+    model, x, y = model_and_data()
+    cycle = LotteryCycle(PruneSpec(), rewind=STEPS + 3)
+    cycle.begin_training(model, None)  # a length the framework does not know: checked when pruning instead
+    cycle.end_training(STEPS)
+    with pytest.raises(TicketlabError, match=f"rewind step {STEPS + 3} was never reached: level 0 trained {STEPS}"):
+        cycle.next_level()
+
+
+def test_metrics_keep_numbers_only_and_the_latest_value():
+    model, x, y = model_and_data()
+    cycle = LotteryCycle()
+    train(cycle, model, x, y)
+    cycle.record_metrics({"val_loss": torch.tensor(0.5), "val_acc": 0.25, "note": "x", "flag": True})
+    cycle.record_metrics({"val_acc": 0.75})
+    assert cycle.history[0]["metrics"] == {"val_loss": 0.5, "val_acc": 0.75}
+
+
+def test_bad_arguments():
+    with pytest.raises(TicketlabError, match="spec must be a ticketlab PruneSpec, got str"):
+        LotteryCycle(spec="magnitude")
+    with pytest.raises(TicketlabError, match="levels must be a whole number >= 0"):
+        list(LotteryCycle().levels(-1))
+
+
+def test_a_model_without_prunable_weights_is_refused():
+    with pytest.raises(TicketlabError, match="LayerNorm has no Linear or ConvNd weight"):
+        LotteryCycle().begin_training(nn.LayerNorm(4), STEPS)
+
+
+def test_another_model_at_a_later_level_is_refused():
+    model, x, y = model_and_data()
+    cycle = LotteryCycle()
+    train(cycle, model, x, y)
+    cycle.next_level()
+    with pytest.raises(TicketlabError, match="level 1 trains another model"):
+        cycle.begin_training(model_and_data()[0], STEPS)
