@@ -29,5 +29,6 @@ FASHION ?= /usr/share/datasets/fashion-mnist
 fashion-mnist: $(STAMP)
 	test -d $(FASHION) || (apt-get update && apt-get install -y dataset-fashion-mnist)
 	$(VENV)/bin/ticketlab run lenet300-fashion-mnist --set data.root=$(FASHION) --seeds 0 1 2 --runs-dir runs/fashion-mnist
+	$(VENV)/bin/ticketlab run lenet5-fashion-mnist --set data.root=$(FASHION) --seeds 0 1 2 --threads 1 --runs-dir runs/fashion-mnist
 	$(VENV)/bin/ticketlab table2 --runs-dir runs/fashion-mnist
 	$(VENV)/bin/ticketlab report runs/fashion-mnist --out runs/fashion-mnist/report

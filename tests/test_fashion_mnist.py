@@ -3,6 +3,8 @@ official IDX files: the preset runs from the CLI, and `ticketlab table2` shows t
 
 import json
 
+import pytest
+
 from .conftest import run_cli
 from .test_data import write_idx_dir
 
@@ -10,16 +12,17 @@ SMOKE = ["train.steps=4it", "train.eval_every=2it", "train.checkpoint_every=2it"
          "data.batch_size=16"]
 
 
-def test_fashion_mnist_preset_runs_and_fills_its_table2_row(tmp_path):
+@pytest.mark.parametrize("preset", ["lenet300-fashion-mnist", "lenet5-fashion-mnist"])
+def test_fashion_mnist_preset_runs_and_fills_its_table2_row(tmp_path, preset):
     data, runs = tmp_path / "data", tmp_path / "runs"
     write_idx_dir(data, gz=True, n_train=5100, n_test=100)  # the official split keeps 5,000 for validation
-    result = run_cli("run", "lenet300-fashion-mnist", "--runs-dir", runs, "--quiet", "--seeds", "0", "1",
+    result = run_cli("run", preset, "--runs-dir", runs, "--quiet", "--seeds", "0", "1",
                      "--set", f"data.root={data}", *[a for s in SMOKE for a in ("--set", s)])
     assert result.returncode == 0, result.stderr
     assert len(list(runs.rglob("summary.json"))) == 2 * 4  # per seed: dense, the level-1 ticket, its two baselines
     table = run_cli("table2", "--runs-dir", runs, "--json")
     assert table.returncode == 0, table.stderr
-    (row,) = [r for r in json.loads(table.stdout) if r["preset"] == "lenet300-fashion-mnist"]
+    (row,) = [r for r in json.loads(table.stdout) if r["preset"] == preset]
     assert "stand-in" in row["paper"]["dataset"] and "stand-in" in row["paper"]["note"]
     (ours,) = row["ours"]
     assert ours["dense"]["seeds"] == 2 and ours["ticket_level"] == 1 and ours["gain"]["seeds"] == 2
