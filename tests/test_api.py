@@ -201,3 +201,30 @@ def test_metric_rows_also_go_to_tensorboard(tmp_path):
     scalars = events.Scalars("level_01/val_acc")
     assert [(s.step, s.value) for s in scalars] == [(r["step"], pytest.approx(r["val_acc"])) for r in rows]
     assert "level_01/baselines/random_pruning/test_loss" in events.Tags()["scalars"]
+
+
+def test_hugging_face_model_with_its_own_loss(tmp_path):
+    """loss="model": dict batches go in as keyword arguments, the model's .loss trains, .logits score."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16, num_labels=2)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 50, (120, 8), generator=g)
+    labels = (ids[:, 0] > 25).long()  # learnable from the first token
+
+    class Tokenised(Dataset):
+        def __len__(self):
+            return len(ids)
+
+        def __getitem__(self, i):
+            return {"input_ids": ids[i], "attention_mask": torch.ones(8, dtype=torch.long), "labels": labels[i]}
+
+    tickets = ticketlab.find_tickets(lambda: transformers.BertForSequenceClassification(config), Tokenised(),
+                                     Tokenised(), loss="model", steps=30, batch_size=20, levels=1, optimizer="adamw",
+                                     prune=PruneSpec(scope="global", exclude=("*classifier*",)),
+                                     baselines=["random_reinit"], runs_dir=tmp_path)
+    ticket, masks = tickets.model(1), tickets.masks(1)
+    assert "bert.encoder.layer.0.attention.self.query.weight" in masks
+    assert all((ticket.get_parameter(n)[~m] == 0).all() for n, m in masks.items())
+    assert tickets.summary(0)["best_val_acc"] > 0.6  # above chance on its training data
+    assert tickets.store.config().train.task == "loss=model"

@@ -4,6 +4,7 @@ true without building a virtualenv (done by hand once: a fresh venv, `pip instal
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-OPTIONAL = ("matplotlib", "numba", "sklearn", "mlxtend", "mnist1d", "transformers", "tokenizers", "ray", "ninja",
-            "scipy", "rich")
+OPTIONAL = ("matplotlib", "numba", "sklearn", "mlxtend", "mnist1d", "transformers", "tokenizers", "accelerate", "ray",
+            "ninja", "scipy", "torch_pruning", "onnx", "onnxruntime", "lightning", "tensorboard", "rich")
 
 LEAN = """
 import sys
@@ -100,7 +101,8 @@ def test_the_base_dependencies_are_the_core_ones_and_each_optional_package_has_a
     assert names(project["dependencies"]) == {"torch", "numpy", "safetensors", "pyyaml", "tqdm"}
     extras = project["optional-dependencies"]
     declared = set().union(*(names(v) for v in extras.values()))
-    imported = {"sklearn": "scikit-learn"}
+    imported = {"sklearn": "scikit-learn", "torch_pruning": "torch-pruning"}
     assert {imported.get(m, m) for m in OPTIONAL if m != "rich"} <= declared and "rich" not in declared
-    makefile = (ROOT / "Makefile").read_text()
-    assert all(extra in makefile for extra in extras if extra != "all")  # make demo / make test install them all
+    (bundle,) = extras["all"]
+    assert set(re.search(r"\[(.*)\]", bundle)[1].split(",")) == set(extras) - {"all", "dev"}  # `all` is every extra
+    assert "'.[dev,all]'" in (ROOT / "Makefile").read_text()  # make demo / make test install them all

@@ -63,3 +63,19 @@ def test_a_run_directory_converts_stage_by_stage(tmp_path):
 def test_a_directory_without_metrics_is_refused(tmp_path):
     with pytest.raises(TicketlabError, match="holds no metrics.jsonl"):
         tensorboard_from_run(tmp_path, tmp_path / "tb")
+
+
+def test_run_with_tensorboard_writes_every_stage_of_every_run(tmp_path):
+    from .conftest import run_cli
+
+    fast = ["train.steps=12it", "train.eval_every=6it", "lottery.levels=1"]
+    done = run_cli("run", "mlp-digits", "--quiet", "--seeds", "0", "1", "--runs-dir", tmp_path / "runs",
+                   "--tensorboard", tmp_path / "tb", *[a for s in fast for a in ("--set", s)])
+    assert done.returncode == 0, done.stderr
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == runs  # one TensorBoard run per run directory
+    events = EventAccumulator(str(tmp_path / "tb" / runs[0]))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"level_00/val_acc", "level_01/test_loss", "level_01/baselines/random_reinit/val_acc"} <= tags
+    assert [s.step for s in events.Scalars("level_01/val_acc")] == [0, 6, 12]

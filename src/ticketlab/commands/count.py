@@ -8,7 +8,6 @@ measured on a seeded random-normal batch unless the density table gives them (se
 from ticketlab.core.counting import (
     count,
     example_input_for,
-    format_counts,
     load_density_table,
     masks_from_density_table,
 )
@@ -56,5 +55,5 @@ def run(args) -> int:
         counts.notes.append(f"'measured' input densities come from a random-normal batch (seed {args.seed}) through "
                             "the untrained model; for real data call ticketlab.core.counting.count(model, masks, "
                             "example_input=batch)")
-    print(counts.to_json() if args.json else format_counts(counts))
+    print(counts.to_json() if args.json else counts)  # str(counts): the per-layer table
     return 0

@@ -2,6 +2,7 @@
 
 import json
 
+from ticketlab import plugins
 from ticketlab.commands import quiet_default
 from ticketlab.data import DATASETS, REMOTES, data_dir, fetch, load_dataset
 from ticketlab.errors import unknown
@@ -42,7 +43,10 @@ def origin(name: str) -> str:
     if name in REMOTES:
         return "files (ticketlab data fetch)"
     module = DATASETS.get(name).__module__
-    return "bundled" if module == "ticketlab.data.bundled" else f"registered in {module}"
+    if module == "ticketlab.data.bundled":
+        return "bundled"
+    source = plugins.origin(module)
+    return f"registered in {module}" if source == "built-in" else f"plugin {source}"
 
 
 def summary(name: str) -> str:

@@ -8,8 +8,9 @@ import json
 from ticketlab.core.counting.render import aligned_table
 from ticketlab.core.masks import prunable_names
 from ticketlab.models import MODELS, build_model, model_info
+from ticketlab.plugins import origin
 
-COLUMNS = ("name", "parameters", "prunable", "input_shape", "num_classes", "description")
+COLUMNS = ("name", "parameters", "prunable", "input_shape", "num_classes", "source", "description")
 
 
 def add_parser(subparsers) -> None:
@@ -32,16 +33,19 @@ def describe(name: str) -> dict:
         "prunable": sum(params[n].numel() for n in prunable_names(model)),
         "input_shape": list(model.input_shape),
         "num_classes": spec.num_classes,
+        "source": origin(spec.factory.__module__),  # built-in, or the plugin module that registered it
         "description": spec.description,
     }
 
 
 def format_table(rows: list[dict]) -> str:
+    """The source column only when a plugin's model is listed: the zoo alone reads as before."""
+    plugins = any(r["source"] != "built-in" for r in rows)
     cells = [[
-        r["name"], f"{r['parameters']:,}", f"{r['prunable']:,}",
-        "x".join(map(str, r["input_shape"])), str(r["num_classes"]), r["description"],
+        r["name"], f"{r['parameters']:,}", f"{r['prunable']:,}", "x".join(map(str, r["input_shape"])),
+        str(r["num_classes"]), *([r["source"]] if plugins else []), r["description"],
     ] for r in rows]
-    header = ["name", "parameters", "prunable", "input", "classes", "description"]
+    header = ["name", "parameters", "prunable", "input", "classes", *(["source"] if plugins else []), "description"]
     return "\n".join(aligned_table(header, cells, right={1, 2, 4}, rule=False))  # numbers align right
 
 

@@ -11,6 +11,9 @@ def add_parser(sub):
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes (DDP: gloo on CPU, nccl on CUDA); data.batch_size is the "
                         "global batch, split over them (docs/distributed.md)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write every metric row as TensorBoard scalars, one TensorBoard run per run directory "
+                        "under DIR (extra: tensorboard)")
     p.set_defaults(run=main)
 
 
@@ -57,8 +60,10 @@ def batch_overrides(args) -> list[str]:
 def configs(args):
     """One validated Config per requested seed."""
     from ticketlab.engine.presets import build_config
+    from ticketlab.plugins import take_imports
 
-    file_data = load_config_file(args.config) if args.config else None
+    # `imports:` is no setting: its modules register their entries before the config names them
+    file_data = take_imports(load_config_file(args.config), args.config) if args.config else None
     overrides = [*args.overrides, *batch_overrides(args), *threads_override(args.threads)]
     base = build_config(args.preset, file_data, overrides)
     if not args.seeds:
@@ -94,14 +99,18 @@ def main(args):
 
 
 def worker_argv(args) -> list[str]:
-    """The command line of each rank: this one without --nproc."""
-    argv = ["run", *([args.preset] if args.preset else []), *(["--config", args.config] if args.config else [])]
+    """The command line of each rank: this one without --nproc, with the modules this process imported."""
+    from ticketlab.plugins import imported
+
+    argv = [x for module in imported() for x in ("--import", module)]
+    argv += ["run", *([args.preset] if args.preset else []), *(["--config", args.config] if args.config else [])]
     argv += [x for item in args.overrides for x in ("--set", item)]
     argv += ["--seeds", *map(str, args.seeds)] if args.seeds else []
     argv += ["--runs-dir", args.runs_dir]
     argv += [] if args.batch_tickets is None else ["--batch-tickets", str(args.batch_tickets)]
     argv += [] if args.threads is None else ["--threads", str(args.threads)]
     argv += ["--no-accel"] if args.no_accel else []
+    argv += ["--tensorboard", args.tensorboard] if args.tensorboard else []
     return argv + (["--quiet"] if args.quiet else [])
 
 
@@ -121,8 +130,33 @@ def run_all(args):
                  for cfg in cfgs]
     # One writer per run directory (a second `ticketlab run` or a sweep is refused, naming the holder); under
     # torchrun only rank 0 takes the lock, the other ranks belong to the same run.
-    roots = [lottery.store.root for lottery in lotteries] if int(os.environ.get("RANK", "0")) == 0 else []
-    with run_locks(roots):
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    roots = [lottery.store.root for lottery in lotteries] if main_rank else []
+    with run_locks(roots), metric_sink(args.tensorboard if main_rank else None):
         for store in run_lotteries(lotteries):  # seeds run level by level, batched where they share an architecture
-            if int(os.environ.get("RANK", "0")) == 0:
+            if main_rank:
                 print(f"run finished: {store.root}")
+    if main_rank:
+        print_results(roots)
+
+
+def metric_sink(tensorboard: str | None):
+    """Where metric rows go besides metrics.jsonl: TensorBoard with `--tensorboard DIR`, else nowhere."""
+    import contextlib
+
+    if tensorboard is None:
+        return contextlib.nullcontext()
+    from ticketlab.engine.metric_sinks import sending_to
+    from ticketlab.integrations.tensorboard import TensorBoardRuns
+
+    return sending_to(TensorBoardRuns(tensorboard))
+
+
+def print_results(roots) -> None:
+    """The summary `ticketlab demo` and `ticketlab report` print: dense vs best ticket vs the sparsest level, with
+    the baselines at their levels; seeds of one setting as mean ± std."""
+    from ticketlab.report import load_runs, summary_table
+
+    print()
+    print(summary_table(load_runs(roots)))
+    print(f"\nreport with figures: ticketlab report {' '.join(map(str, roots))}")

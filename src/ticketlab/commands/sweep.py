@@ -40,6 +40,7 @@ def spec_data(args) -> dict:
     from ticketlab.engine.config import load_yaml
     from ticketlab.engine.yaml_files import parse_value
     from ticketlab.errors import TicketlabError
+    from ticketlab.plugins import take_imports
     from ticketlab.sweep.spec import parse_grid_arg
 
     data = load_yaml(args.file, "sweep file") if args.file else {}
@@ -48,7 +49,7 @@ def spec_data(args) -> dict:
         data = load_yaml(saved, "sweep file")  # `ticketlab sweep --sweep-dir DIR` alone: resume that sweep
     if not isinstance(data, dict):
         raise TicketlabError(f"sweep file {args.file} must be a mapping of sweep keys, got {type(data).__name__}")
-    data = dict(data)
+    data = take_imports(dict(data), f"sweep file {args.file or saved}")  # the workers import them too (jobs.py)
     for item in args.overrides:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -10,9 +10,14 @@ remaining weights in scope loses `round_half_up(rate * total)`. For `neuron`, th
 weight): `round_half_up(rate * remaining neurons)` are removed. Ties in the score are broken by position: the entry
 with the lower flat index (in the order of the tensors, then row-major) is removed first. Already-pruned weights
 never come back, and negative weights are ranked by |w| like positive ones.
+
+Layer collapse: a round that leaves a tensor with no weights (global scope can empty a small layer) cuts the network;
+`prune` says so in a `LayerCollapseWarning` naming the tensors. The lottery checks the same `collapsed` tensors and
+stops before such a level (ticketlab.engine.stopping; `prune.min_density`, `lottery.allow_collapse`).
 """
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -63,8 +68,20 @@ class PruneSpec:
             check_rate(r, f"rate for {pattern!r}")
 
 
-def prune(model: nn.Module, masks: Masks, spec: PruneSpec) -> Masks:
-    """A new Masks with `spec` applied to `model`'s current weights; `masks` is not modified."""
+class LayerCollapseWarning(UserWarning):
+    """A pruning round left a tensor with no weights: the layer no longer passes anything on."""
+
+
+def collapsed(before: Masks, after: Masks) -> list[str]:
+    """The tensors that kept weights in `before` and keep none in `after` (layer collapse), in mask order."""
+    kept_before, kept_after = before.kept(), after.kept()
+    return [name for name in after if kept_after[name] == 0 and kept_before[name] > 0]
+
+
+def prune(model: nn.Module, masks: Masks, spec: PruneSpec, *, warn_collapse: bool = True) -> Masks:
+    """A new Masks with `spec` applied to `model`'s current weights; `masks` is not modified. Warns
+    (`LayerCollapseWarning`) when a tensor that kept weights keeps none, unless the caller reports that itself
+    (`warn_collapse=False`: the lottery, whose stopping rule names the tensors)."""
     masks.check(model)
     names = list(masks)
     excluded = set(match_names(names, spec.exclude, "exclude pattern")) if spec.exclude else set()
@@ -85,7 +102,13 @@ def prune(model: nn.Module, masks: Masks, spec: PruneSpec) -> Masks:
     else:
         for n in free:
             new.update(pool([n], spec.rate))
-    return Masks(new)
+    out = Masks(new)
+    empty = collapsed(masks, out) if warn_collapse else []
+    if empty:
+        warnings.warn(f"pruning leaves no weights in {', '.join(empty)} (layer collapse); keep some with "
+                      f"PruneSpec(exclude={empty!r}) or a lower rate for them in PruneSpec(rates=...)",
+                      LayerCollapseWarning, stacklevel=2)
+    return out
 
 
 SLICE = 1 << 24  # elements per pass step: bounds the temporary memory of threshold finding
@@ -179,10 +202,12 @@ def random_like(reference: Masks, seed: int, per_tensor: bool = True) -> Masks:
 def prune_to_counts(model: nn.Module, reference: Masks, criterion: str = "magnitude", seed: int = 0) -> Masks:
     """One round from all-ones that keeps exactly as many weights per tensor as `reference` (one-shot pruning to a
     ticket's per-tensor densities)."""
-    ones = Masks.ones(model, names=list(reference))
-    rates = {n: 1 - reference.kept()[n] / n_all for n, n_all in reference.numels().items()}
-    # Exact counts: every tensor gets its own rate, so round_half_up(rate * numel) == numel - kept.
-    return prune(model, ones, PruneSpec(criterion=criterion, scope="layer", rate=0.0, rates=rates, seed=seed))
+    ones, kept = Masks.ones(model, names=list(reference)), reference.kept()
+    # Exact counts: every tensor gets its own rate, so round_half_up(rate * numel) == numel - kept. A tensor the
+    # reference keeps nothing of (an allowed collapse) would need rate 1: it is emptied here instead.
+    rates = {n: 1 - kept[n] / n_all for n, n_all in reference.numels().items() if kept[n]}
+    masks = prune(model, ones, PruneSpec(criterion=criterion, scope="layer", rate=0.0, rates=rates, seed=seed))
+    return Masks({n: m if kept[n] else torch.zeros_like(m) for n, m in masks.items()})
 
 
 def _random_keep(shape, kept: int, generator: torch.Generator) -> torch.Tensor:

@@ -31,7 +31,7 @@ def compute(cfg: Config, store: RunStore, level: int, model: nn.Module,
     if level == 0:
         return Masks.ones(model, names=prunable_names(model))
     weights, before = final_weights(level - 1), load_checked(store.level(level - 1) / "masks.safetensors", model)
-    masks = prune(weights, before, prune_spec(cfg, level))
+    masks = prune(weights, before, prune_spec(cfg, level), warn_collapse=False)  # the stopping rule names them
     return with_floor(masks, before, weights, cfg.prune.min_density) if cfg.prune.min_density else masks
 
 

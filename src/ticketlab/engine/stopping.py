@@ -6,6 +6,7 @@ once on stderr as `ticketlab: warning: ...`, and the run ends normally (exit sta
 import sys
 
 from ticketlab.core.masks import Masks
+from ticketlab.core.pruning import collapsed
 from ticketlab.engine.config import Config
 
 
@@ -19,8 +20,7 @@ def diverged(summary: dict, level: int) -> str | None:
 
 def pruning(cfg: Config, before: Masks, after: Masks, level: int) -> str | None:
     """Why `level`, pruned to `after` from the previous level's `before`, is not trained."""
-    kept = after.kept()
-    empty = [name for name in after if kept[name] == 0 and before.kept()[name] > 0]
+    kept, empty = after.kept(), collapsed(before, after)
     if empty and not cfg.lottery.allow_collapse:
         return (f"pruning for level {level} leaves no weights in {', '.join(empty)} (layer collapse); the lottery "
                 f"stops before it (set prune.min_density to keep a floor per tensor, or lottery.allow_collapse=true "

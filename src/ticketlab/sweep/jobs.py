@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab.engine.config import SeedConfig
+from ticketlab.plugins import imported
 from ticketlab.sweep.spec import RunPlan
 
 USER_ERROR = 2  # the exit status of a TicketlabError: the same input fails the same way, so it is not retried
@@ -25,9 +26,10 @@ class Job:
         return [r.name for r in self.runs]
 
     def payload(self, runs_dir: Path, preset: str | None) -> dict:
-        """`cwd`: the driver's working directory, where relative paths in the configs (data.root) start."""
+        """`cwd`: the driver's working directory, where relative paths in the configs (data.root) start; `imports`:
+        the plugin modules the driver imported (--import, imports:), which register the models the configs name."""
         return {"runs_dir": str(runs_dir), "preset": preset, "configs": [r.config.to_dict() for r in self.runs],
-                "cwd": os.getcwd()}
+                "cwd": os.getcwd(), "imports": imported()}
 
 
 @dataclass

@@ -51,7 +51,9 @@ def run_job(payload: dict) -> None:
     from ticketlab.engine.stages import run_lotteries
     from ticketlab.engine.store import run_locks
     from ticketlab.engine.threads import apply_threads
+    from ticketlab.plugins import load_plugins
 
+    load_plugins(payload.get("imports", []))  # the driver's plugins: the configs may name their models
     cfgs = [from_dict(c) for c in payload["configs"]]
     apply_threads(cfgs[0].train.threads)  # 0: torch's default, here OMP_NUM_THREADS as `execute` set it
     lotteries = [Lottery.open(cfg, payload["runs_dir"], payload["preset"], accelerator=select()) for cfg in cfgs]

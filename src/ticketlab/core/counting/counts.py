@@ -4,6 +4,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from ticketlab.core.counting.render import format_counts
+
 
 @dataclass(frozen=True)
 class LayerCount:
@@ -111,3 +113,7 @@ class Counts:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        """`print(count(model))`: the per-layer table `ticketlab count` prints (repr stays the dataclass's)."""
+        return format_counts(self)

@@ -1,8 +1,9 @@
-"""The terminal table of `Counts`, and the number formats and column alignment it uses."""
+"""The terminal table of `Counts` (`str(counts)`), and the number formats and column alignment it uses.
+
+Typed by duck: counts.py imports this module for `Counts.__str__`, so importing it back would be a cycle."""
 
 import math
 
-from ticketlab.core.counting.counts import Counts, LayerCount
 from ticketlab.core.masks import describe_density
 
 
@@ -18,7 +19,8 @@ def times(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.1f}x"
 
 
-def _row_cells(row: LayerCount) -> list[str]:
+def _row_cells(row) -> list[str]:
+    """One LayerCount's cells."""
     kept = describe_density(row.weight_density) if row.prunable else "-"
     density = f"{100 * row.input_density:.1f}% {row.density_source}" if row.input_density is not None else "-"
     if not row.macs_counted:
@@ -41,8 +43,8 @@ def aligned_table(header: list[str], rows: list[list[str]], right: set[int], rul
     return [line(header), *rules, *(line(r) for r in rows)]
 
 
-def format_counts(counts: Counts) -> str:
-    """Per-layer table with totals and reduction ratios, for the terminal."""
+def format_counts(counts) -> str:
+    """Per-layer table of a `Counts` with totals and reduction ratios, for the terminal (also `str(counts)`)."""
     header = ["layer", "type", "params", "weights", "input density", "MACs dense", "weight-sparse",
               "weight x act"]
     total_kept = describe_density(counts.weight_density) if counts.prunable else "-"
