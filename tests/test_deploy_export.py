@@ -191,6 +191,11 @@ def test_cli_bad_input_is_one_line(run_dir, tmp_path):
     existing.write_bytes(b"mine")
     one_line_error(cli("export", run_dir, "--format", "onnx", "--out", existing), "already exists", "--force")
     assert existing.read_bytes() == b"mine"
+    checkpoint = tmp_path / "x.safetensors"
+    checkpoint.write_bytes(b"mine too")
+    one_line_error(cli("export", run_dir, "--out", checkpoint), "already exists", "--force")  # every format
+    assert checkpoint.read_bytes() == b"mine too"
+    checkpoint.unlink()
     one_line_error(cli("export", run_dir, "--compact", "--out", tmp_path / "y.safetensors"), "--compact", "onnx")
     one_line_error(cli("export", run_dir, "--format", "onnx", "--out", tmp_path), "is a directory")
     assert only_file(tmp_path) == ["x.onnx"]

@@ -1,6 +1,6 @@
 """docs/your-model.md runs as written: its Python blocks in order in one namespace, each ```text block right after a
-Python block matched against what that block printed (`...` matches anything, decimals any decimal), its shell blocks as real commands, and
-a block preceded by `<!-- file: NAME -->` written to NAME (a module the commands import)."""
+Python block matched against what that block printed (`...` matches anything, decimals any decimal), its shell
+blocks as real commands, and a block preceded by `<!-- file: NAME -->` written to NAME (a module they import)."""
 
 import contextlib
 import doctest

@@ -10,6 +10,7 @@ from ticketlab.core.criteria import CRITERIA
 from ticketlab.core.masked_update import MaskedUpdate
 from ticketlab.core.masks import Masks, describe_density, prunable_names
 from ticketlab.core.pruning import (
+    LayerCollapseWarning,
     PruneSpec,
     density_after_rounds,
     kept_after_rounds,
@@ -22,9 +23,9 @@ from ticketlab.errors import TicketlabError
 from ticketlab.models import MODELS, build_model
 
 __all__ = [
-    "CRITERIA", "MODELS", "MaskedUpdate", "Masks", "PruneSpec", "TicketlabError", "build_model", "count", "density_after_rounds",
-    "describe_density", "kept_after_rounds", "load_dataset", "prunable_names", "prune", "random_like",
-    "rounds_to_reach", "find_tickets", "Tickets",
+    "CRITERIA", "MODELS", "LayerCollapseWarning", "MaskedUpdate", "Masks", "PruneSpec", "TicketlabError", "Tickets",
+    "build_model", "count", "density_after_rounds", "describe_density", "find_tickets", "kept_after_rounds",
+    "load_dataset", "prunable_names", "prune", "random_like", "rounds_to_reach",
 ]
 __version__ = "0.1.0"
 

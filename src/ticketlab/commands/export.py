@@ -3,7 +3,7 @@
 
 A compact checkpoint prints its size against the dense checkpoint and against the floor (ticketlab.deploy.export).
 ONNX and torch.export files are checked by running them against PyTorch before they are moved into place
-(ticketlab.deploy.onnx_export); an existing file is replaced only with --force."""
+(ticketlab.deploy.onnx_export). An existing file is replaced only with --force."""
 
 from ticketlab.deploy.export import FORMATS
 
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="output file (default: ./<run name>-level_LL.safetensors, .onnx or .pt2)")
     parser.add_argument("--force", action="store_true",
-                        help="onnx/torch-export: replace FILE if it exists (default: refuse)")
+                        help="replace FILE if it exists (default: refuse)")
     parser.set_defaults(run=run)
 
 
@@ -39,11 +39,11 @@ def run(args) -> int:
     from ticketlab.errors import TicketlabError
 
     if args.fmt not in MODEL_FORMATS:
-        if args.compact or args.force:
-            raise TicketlabError(f"--compact and --force apply to --format onnx or torch-export, not {args.fmt}")
+        if args.compact:
+            raise TicketlabError(f"--compact applies to --format onnx or torch-export, not {args.fmt}")
         from ticketlab.deploy.export import export_run  # torch only when used
 
-        print(export_run(args.run_dir, args.level, args.out, args.fmt).format())
+        print(export_run(args.run_dir, args.level, args.out, args.fmt, overwrite=args.force).format())
         return 0
     print(export_model_file(args).format())
     return 0

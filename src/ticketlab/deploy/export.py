@@ -156,8 +156,9 @@ def export_compact(state: dict[str, torch.Tensor], masks: Masks, path, fmt: str 
                         masks.density(), {n: layout[n]["encoding"] for n in masks})
 
 
-def export_run(run_dir, level: int | None, path=None, fmt: str = "auto") -> ExportReport:
-    """Export a level of a run directory: its final weights and masks. `level=None` = the last finished level."""
+def export_run(run_dir, level: int | None, path=None, fmt: str = "auto", overwrite: bool = False) -> ExportReport:
+    """Export a level of a run directory: its final weights and masks. `level=None` = the last finished level; an
+    existing file is replaced only with `overwrite`."""
     run_dir = Path(run_dir)
     stage = _level_dir(run_dir, level)
     masks_path, final_path = stage / "masks.safetensors", stage / "final.safetensors"
@@ -173,6 +174,8 @@ def export_run(run_dir, level: int | None, path=None, fmt: str = "auto") -> Expo
     if path.is_dir():
         raise TicketlabError(f"--out {path} is a directory; give a file name, e.g. "
                              f"{path / (run_dir.resolve().name + f'-level_{level:02d}.safetensors')}")
+    if path.exists() and not overwrite:
+        raise TicketlabError(f"{path} already exists; choose another --out, or replace it with --force")
     return export_compact(state, masks, path, fmt, source={"run": str(run_dir), "level": level})
 
 
