@@ -194,6 +194,14 @@ def test_a_missing_module_is_one_line_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_plugin_model_whose_forward_fails_is_one_line_before_anything_is_written(tmp_path):
+    broken = PLUGIN.replace('return nn.Sequential(nn.Linear(8, hidden)', 'return nn.Sequential(nn.Linear(7, hidden)')
+    folder = write_module(tmp_path / "mine", "tl_broken_forward", broken)
+    result = cli_in(tmp_path, "run", "--import", "tl_broken_forward", *RUN, pythonpath=folder)
+    assert_user_error(result, "the model's forward or the loss failed on a training batch: RuntimeError")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_an_entry_point_that_raises_is_one_line_naming_it(tmp_path):
     write_module(tmp_path / "site", "tl_ep_raises", "def register():\n    raise ValueError('no GPU here')\n")
     write_entry_point(tmp_path / "site", "tl_ep_raises:register", dist="tl-raising")

@@ -67,6 +67,7 @@ class Lottery:
                 f"model {cfg.model.name!r} takes input {expected}, dataset {cfg.data.name!r} gives {splits.input_shape}"
             )
         preflight.check_training(cfg, model, len(splits.train))
+        CLASSIFICATION.check(model, splits.train, cfg.data.batch_size)  # a forward that fails, before any file
         return cls(cfg, open_store(runs_dir, cfg, preset, fingerprint(model)), splits, model, progress, accelerator)
 
     def run(self) -> RunStore:
