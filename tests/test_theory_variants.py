@@ -1,9 +1,14 @@
 """The theory lab's Part-1 variants and new measurements: neuron matching, found masks, the closed-form population
 loss, and the main line of neuron pruning."""
 
+import csv
+
 import pytest
 import torch
 
+from ticketlab.paper.theory import run_experiment, settings_for
+from ticketlab.paper.theory.hessian_found import lambda_min_at_masked_teacher, teacher_order
+from ticketlab.paper.theory.hessian_matrix import hessian_chunked, smallest_eigenvalue, submatrix
 from ticketlab.paper.theory.init import near_teacher
 from ticketlab.paper.theory.neuron_pruning import METHODS
 from ticketlab.paper.theory.population import population_loss_and_grad
@@ -79,3 +84,52 @@ def test_population_loss_matches_a_large_sample_and_vanishes_at_the_teacher():
 
 def test_neuron_pruning_main_line_is_the_talks_global_magnitude():
     assert METHODS[0] == "global magnitude" and any("variant" in m for m in METHODS)
+
+
+def test_hessian_on_a_found_mask_is_the_teachers_submatrix_when_it_covers_the_support_and_direct_when_not():
+    teacher = make_teacher(3, 12, 3, 3, gen(), dtype=torch.float64)
+    X, y = sample(teacher, 600, 0.0, gen(1))
+    dense_H = hessian_chunked(teacher.weights, X, torch.ones_like(teacher.support), chunk=250)
+    covering = oracle_mask(teacher, 6, gen(2))
+    missing = covering.clone()
+    missing[0, 1, teacher.support[0, 1].nonzero()[0]] = False  # trial 0, neuron 1 loses a support input ...
+    missing[0, 1, (~covering[0, 1]).nonzero()[0]] = True  # ... for one it did not keep: still 6 inputs
+    covered = ~(teacher.support & ~missing).flatten(1).any(1)
+    assert covered.tolist() == [False, True, True]
+    lam = lambda_min_at_masked_teacher(teacher.weights, X, missing, covered, dense_H, 3, chunk=250)
+    direct = smallest_eigenvalue(teacher.weights * missing, X, missing, 3, chunk=250)
+    assert torch.allclose(lam, direct, rtol=1e-9)
+    assert torch.allclose(smallest_eigenvalue(teacher.weights, X, covering, 3, 250),
+                          torch.linalg.eigvalsh(submatrix(dense_H, covering))[:, 0] * 9, rtol=1e-9)
+    grad = loss_and_grad(teacher.weights * missing, X, y, missing)[1].flatten(1).norm(dim=1)
+    assert float(grad[0]) > 1e-3 and float(grad[1:].max()) < 1e-12  # W*⊙mask is a minimiser only when covering
+
+
+def test_found_masks_are_put_in_the_teachers_neuron_order():
+    teacher = make_teacher(2, 12, 4, 3, gen())
+    perm = torch.tensor([2, 0, 3, 1])
+    dense = teacher.weights[:, perm] + 1e-4 * torch.randn(teacher.weights.shape, generator=gen(1))
+    assert not torch.equal(top_r_per_neuron(dense, 3), teacher.support)
+    mask = teacher_order(top_r_per_neuron(dense, 3), dense, teacher.weights)
+    assert torch.equal(mask, teacher.support)
+
+
+def test_hessian_found_variant_measures_support_recovery_and_leaves_the_oracle_control_as_it_was(tmp_path):
+    quiet = {"progress": lambda *a: None}
+    both = run_experiment("hessian", tmp_path / "both", quick=True, **quiet)
+    alone = run_experiment("hessian", tmp_path / "oracle", quick=True, overrides=["variants=oracle"], **quiet)
+    assert (tmp_path / "both/trials.csv").read_bytes() == (tmp_path / "oracle/trials.csv").read_bytes()
+    assert both["verdicts"][:2] == alone["verdicts"] and [v["variant"] for v in both["verdicts"]] == \
+        ["oracle", "oracle", "found"]
+    with open(tmp_path / "both/found_trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    s = settings_for("hessian", quick=True)
+    assert len(rows) == len(s.rs) * len(s.Ns) * s.trials and {r["variant"] for r in rows} == {"found"}
+    recall = [float(r["support_recall"]) for r in rows]
+    assert all(0 < x <= 1 for x in recall)
+    assert all((r["covers_support"] == "True") == (float(r["support_recall"]) == 1.0) for r in rows)
+    support = both["fits"]["found: support recovery"]
+    assert support["cells"] == len(rows) and support["cells_covering_support"] == sum(x == 1.0 for x in recall)
+    assert abs(support["mean_support_recall"] - sum(recall) / len(recall)) < 1e-5  # the CSV keeps 6 digits
+    # N=500 at d=40 is below the dense student's boundary in some trial: found masks are not the oracle's
+    assert 0 < support["cells_covering_support"] < len(rows)

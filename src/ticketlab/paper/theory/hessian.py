@@ -11,6 +11,11 @@ the kinks' Dirac mass replaced by a band of half-width `width`·||w_j||), whose 
 difference of the gradient. Along M random unit directions U on the mask we compute its lambda_min at
 W* + s·||W*||·U on a grid of s; a trial's radius is the smallest s at which some ray's lambda_min reaches 0
 (interpolated; the grid's end, a lower bound, when none does). Claim: the radius shrinks as sqrt(r/N) grows.
+
+Variants: everything above runs on oracle masks (the control). With "found" in `variants`, lambda_min is also
+measured on masks found by one-shot magnitude pruning of a dense student trained from a random start
+(hessian_found.py; verdict in hessian_found_fit.py), recording whether each covers the teacher's support. The
+radius probe stays oracle-only: on a covering mask W*⊙mask = W*, on a missing one W*⊙mask is no minimiser.
 """
 
 import math
@@ -22,10 +27,13 @@ from ticketlab.errors import TicketlabError
 from ticketlab.paper.theory.checks import memory, positive, teacher_shapes
 from ticketlab.paper.theory.fitting import finite_stats
 from ticketlab.paper.theory.hessian_fit import summarise
+from ticketlab.paper.theory.hessian_found import found_rows
+from ticketlab.paper.theory.hessian_found_fit import found_verdict
+from ticketlab.paper.theory.hessian_matrix import smallest_eigenvalue
 from ticketlab.paper.theory.plots import figure, spread
 from ticketlab.paper.theory.registry import experiment
 from ticketlab.paper.theory.seeds import stream
-from ticketlab.paper.theory.student import hessian_at, kept_inputs, smoothed_hessian
+from ticketlab.paper.theory.student import kept_inputs, smoothed_hessian
 from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample
 
 
@@ -44,21 +52,10 @@ class HessianSettings:
     width: float = 0.05  # half-width of the kink band, relative to ||w_j||
     chunk: int = 4000  # samples per Hessian accumulation chunk (bounds memory)
     resamples: int = 200  # bootstrap over trials of the censored radius fit
-
-
-def hessian_chunked(W, X, mask, chunk: int) -> torch.Tensor:
-    """Same as hessian_at but accumulated over sample chunks so N_pop fits in memory."""
-    N = X.shape[1]
-    total = None
-    for start in range(0, N, chunk):
-        part = hessian_at(W, X[:, start:start + chunk], mask) * X[:, start:start + chunk].shape[1]
-        total = part if total is None else total + part
-    return total / N
-
-
-def smallest_eigenvalue(W, X, mask, K: int, chunk: int) -> torch.Tensor:
-    H = hessian_chunked(W.double(), X.double(), mask, chunk)
-    return torch.linalg.eigvalsh(H)[:, 0] * K * K
+    variants: tuple[str, ...] = ("oracle", "found")  # oracle (the control, always run) and found (hessian_found.py)
+    dense_lr: float = 0.5  # the found variant's dense student: step in units of K², heavy ball, iterations
+    dense_momentum: float = 0.9
+    dense_iters: int = 800
 
 
 def smallest_eigenvalues_along_rays(teacher, X, y, mask, s_grid, directions: int, width: float, generator):
@@ -98,7 +95,7 @@ def radius(ratios: torch.Tensor, s_grid) -> torch.Tensor:
             "≈ 1 - c·sqrt(r/N)", HessianSettings,
             quick={"d": 40, "r_star": 5, "rs": (5, 10, 20), "Ns": (500, 1000, 2000), "N_pop": 8000, "trials": 3,
                    "radius_rs": (5, 20), "directions": 2, "radii": (0.2, 0.5, 1.0),
-                   "resamples": 40})
+                   "resamples": 40, "dense_iters": 400})
 def run(s: HessianSettings, seed: int, out, max_bytes: int, progress=print) -> dict:
     teacher_shapes(s.d, s.K, s.r_star, rs=s.rs, Ns=(*s.Ns, s.N_pop))
     positive("trials", s.trials)
@@ -106,7 +103,11 @@ def run(s: HessianSettings, seed: int, out, max_bytes: int, progress=print) -> d
     positive("chunk", s.chunk)
     if not set(s.radius_rs) <= set(s.rs):
         raise TicketlabError(f"radius_rs {s.radius_rs} must be a subset of rs {s.rs}")
+    if "oracle" not in s.variants or not set(s.variants) <= {"oracle", "found"}:
+        raise TicketlabError(f"hessian variants {s.variants} must be ('oracle',) or ('oracle', 'found'): the "
+                             f"oracle control always runs")
     p, q = s.K * max(s.rs), s.K * max(s.radius_rs)
+    p = s.K * s.d if "found" in s.variants else p  # the found variant builds the dense Hessian
     memory("hessian", 8 * s.trials * (s.N_pop * s.d + s.chunk * p + 2 * p * p)
            + 4 * s.trials * max(s.Ns) * (2 * q + 3 * s.K) + 8 * s.trials * q * q, max_bytes)
     teacher = make_teacher(s.trials, s.d, s.K, s.r_star, stream(seed, "teacher"), dtype=torch.float64)
@@ -134,8 +135,13 @@ def run(s: HessianSettings, seed: int, out, max_bytes: int, progress=print) -> d
             f"{_stat(rows, r, N, 'radius')['median']:.2f}" for N in s.Ns)) if r in s.radius_rs else ""))
     out.csv("trials.csv", rows)
     out.csv("lambda_along_rays.csv", curves)
+    found = found_rows(s, teacher, X_pop, seed, progress) if "found" in s.variants else []
+    if found:
+        out.csv("found_trials.csv", found)
     fits, lines, verdicts = summarise(s, rows, seed)
-    draw(s, rows, fits, out)
+    if found:
+        verdicts.append(found_verdict(rows, found, lines, fits))
+    draw(s, rows, found, fits, out)
     return {"fits": fits, "lines": lines, "verdicts": verdicts,
             "nonfinite_trials": sum(1 for row in rows if not math.isfinite(row["lambda_min_K2"]))}
 
@@ -150,8 +156,8 @@ def _stat(rows, r, N, key) -> dict:
     return st if st["median"] is not None else {**st, "median": float("nan")}
 
 
-def draw(s, rows, fits, out) -> None:
-    fig, axes = figure(ncols=3, width=3.5, height=3.4)
+def draw(s, rows, found, fits, out) -> None:
+    fig, axes = figure(ncols=4 if found else 3, width=3.5, height=3.4)
     for r in s.rs:
         xs = [r / N for N in s.Ns]
         spread(axes[0], xs, [_stat(rows, r, N, "lambda_min_K2") for N in s.Ns], f"r={r}")
@@ -166,18 +172,42 @@ def draw(s, rows, fits, out) -> None:
     panels = ((axes[1], "lambda_min/lambda_pop", "lambda_ratio", "λ_min / λ_pop(r)"),
               (axes[2], "radius", "radius", "radius (relative distance)"))
     for ax, fitted, column, ylabel in panels:
-        fit = fits.get(f"{fitted} = a + slope·sqrt(r/N)")
-        if fit:  # drawn over the probed range only, and never below zero
-            shown = [row["sqrt_r_over_N"] for row in rows if math.isfinite(row[column])]
-            xs = torch.linspace(0.0 if column == "lambda_ratio" else min(shown), max(shown), 50)
-            ys = fit["intercept"] + fit["slope"] * xs
-            ax.plot(xs[ys >= 0], ys[ys >= 0], "k--", lw=1,
-                    label=f"fit {fit['intercept']:.2f} {fit['slope']:+.2f}·sqrt(r/N)")
+        _fit_line(ax, fits.get(f"{fitted} = a + slope·sqrt(r/N)"), rows, column)
         ax.set_xlabel("sqrt(r/N)")
         ax.set_ylabel(ylabel)
     axes[2].axhline(s.radii[-1], color="0.6", ls=":", lw=1, label="grid end: censored (lower bounds)")
     axes[2].set_ylim(bottom=0)
-    for ax in axes[1:]:
+    for ax in axes[1:3]:
         ax.legend(fontsize=7)
-    axes[1].set_title(f"d={s.d}, K={s.K}, r*={s.r_star}, {s.trials} trials; median, IQR")
+    axes[1].set_title(f"oracle masks (control): d={s.d}, K={s.K}, r*={s.r_star}, {s.trials} trials; median, IQR",
+                      fontsize=8)
+    if found:
+        _draw_found(s, axes[3], found, fits)
     out.png("hessian.png", fig)
+
+
+def _fit_line(ax, fit, rows, column, label="fit") -> None:
+    if fit:  # drawn over the probed range only, and never below zero
+        shown = [row["sqrt_r_over_N"] for row in rows if math.isfinite(row[column])]
+        xs = torch.linspace(0.0 if column == "lambda_ratio" else min(shown), max(shown), 50)
+        ys = fit["intercept"] + fit["slope"] * xs
+        ax.plot(xs[ys >= 0], ys[ys >= 0], "k--", lw=1,
+                label=f"{label} {fit['intercept']:.2f} {fit['slope']:+.2f}·sqrt(r/N)")
+
+
+def _draw_found(s, ax, found, fits) -> None:
+    """λ_min/λ_pop on the found masks; hollow markers: cells where some trial's mask misses the support."""
+    for r in s.rs:
+        sx = [math.sqrt(r / N) for N in s.Ns]
+        spread(ax, sx, [_stat(found, r, N, "lambda_ratio") for N in s.Ns], f"r={r}")
+        miss = [(x, _stat(found, r, N, "lambda_ratio")["median"]) for x, N in zip(sx, s.Ns, strict=True)
+                if not all(row["covers_support"] for row in found if row["r"] == r and row["N"] == N)]
+        if miss:
+            ax.scatter(*zip(*miss, strict=True), s=40, facecolors="none", edgecolors="k", lw=0.8)
+    _fit_line(ax, fits.get("lambda_min/lambda_pop = a + slope·sqrt(r/N)"), found, "lambda_ratio", "oracle fit")
+    ax.scatter([], [], s=40, facecolors="none", edgecolors="k", lw=0.8, label="some masks miss the support")
+    covering = sum(row["covers_support"] for row in found)
+    ax.set_title(f"found masks: {covering}/{len(found)} cover the support", fontsize=8)
+    ax.set_xlabel("sqrt(r/N)")
+    ax.set_ylabel("λ_min / λ_pop on the found mask")
+    ax.legend(fontsize=7)

@@ -1,5 +1,6 @@
 """Fits and verdicts of `hessian`: per-trial slopes for lambda_min / lambda_pop, and a censored (Tobit) fit for the
-radius, whose values at the probed grid's end are lower bounds, with a bootstrap over trials for its interval."""
+radius, whose values at the probed grid's end are lower bounds, with a bootstrap over trials for its interval.
+Everything here is on the oracle masks (the control); the found variant's verdict is in hessian_found_fit.py."""
 
 import math
 
@@ -13,29 +14,39 @@ from ticketlab.paper.theory.verdict import interval_word, verdict
 
 STEEPER = "the pruned network's convex region is steeper: lambda_min ≈ lambda_pop(r)·(1 - c·sqrt(r/N))"
 LARGER = "the pruned network's convex region is larger: radius ≈ 1 - c·sqrt(r/N)"
+ORACLE = "oracle"  # the control: variants.py names it so in every Part-1 experiment
 
 
-def _lambda(rows, lines, fits):
+def lambda_fit(rows, fits, prefix: str = "") -> tuple[str, str] | None:
+    """Per-trial slope of lambda_min/lambda_pop on sqrt(r/N) and the form of 1 - ratio: (word, evidence), with
+    the fits stored under `prefix` (None when fewer than 2 trials have a slope)."""
     x, y, t = ([row[k] for row in rows] for k in ("sqrt_r_over_N", "lambda_ratio", "trial"))
     slope = per_trial_slopes(x, y, t)
+    if slope is None:
+        return None
     pooled = fit_line(x, y)
-    fits["lambda_min/lambda_pop = a + slope·sqrt(r/N)"] = {**pooled.to_dict(), "per_trial": slope.to_dict()}
+    fits[f"{prefix}lambda_min/lambda_pop = a + slope·sqrt(r/N)"] = {**pooled.to_dict(), "per_trial": slope.to_dict()}
     forms = compare_forms(x, [1 - v for v in y], t)  # the claim's form: 1 - ratio ∝ sqrt(r/N)^1
-    fits["1 - lambda ratio vs sqrt(r/N): forms"] = forms.to_dict() if forms else None
+    fits[f"{prefix}1 - lambda ratio vs sqrt(r/N): forms"] = forms.to_dict() if forms else None
     word = interval_word(slope.ci, -1)
     text = f"slope of lambda_min/lambda_pop on sqrt(r/N): {slope.describe()}"
     if forms:
         form_word, form_text = forms.verdict(1.0)
         text += f"; form of 1 - ratio vs sqrt(r/N) (claim: exponent 1): {form_text}"
         word = "partly" if word == "agrees" and form_word != "agrees" else word
+    return word, text
+
+
+def _lambda(rows, lines, fits):
+    word, text = lambda_fit(rows, fits) or ("inconclusive", "fewer than 2 trials with a slope")
     lines.append(f"{word}: {text}")
-    return verdict(STEEPER, word, text, "hessian.png")
+    return verdict(STEEPER, word, text, "hessian.png", ORACLE)
 
 
 def _radius(s, rows, lines, fits, seed):
     probed = [row for row in rows if math.isfinite(row["radius"])]
     if not probed:
-        return verdict(LARGER, "inconclusive", "no radius probed")
+        return verdict(LARGER, "inconclusive", "no radius probed", variant=ORACLE)
     cap = s.radii[-1]
     x = torch.tensor([row["sqrt_r_over_N"] for row in probed], dtype=torch.float64)
     y = torch.tensor([row["radius"] for row in probed], dtype=torch.float64)
@@ -43,7 +54,7 @@ def _radius(s, rows, lines, fits, seed):
     fit = tobit(x, y, cap)
     medians = median_line(x, y, cap)
     if fit is None:
-        return verdict(LARGER, "inconclusive", "fewer than 3 uncensored radii")
+        return verdict(LARGER, "inconclusive", "fewer than 3 uncensored radii", variant=ORACLE)
 
     def slope(idx):
         pick = torch.cat([(trial == int(i)).nonzero().flatten() for i in idx])
@@ -65,7 +76,7 @@ def _radius(s, rows, lines, fits, seed):
         text += (f"; the line through those medians has slope {medians['fit']['slope']:.2f}, outside the censored "
                  f"fit's interval: the radius falls with sqrt(r/N) but not linearly")
     lines.append(f"{word}: radius: {text}")
-    return verdict(LARGER, word, text, "hessian.png")
+    return verdict(LARGER, word, text, "hessian.png", ORACLE)
 
 
 def summarise(s, rows, seed: int):
