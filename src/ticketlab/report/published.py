@@ -3,6 +3,7 @@
 
 from dataclasses import dataclass
 
+from ticketlab.engine.config import NOT_HASHED
 from ticketlab.report.aggregate import flat_config
 
 DATA_ROOT = "--set data.root=DIR"
@@ -59,8 +60,8 @@ PAPER: dict[str, PaperRow] = {
                           needs="--set data.root=DIR --set model.path=BERT_DIR"),
 }
 
-# Settings that do not change what a run measures, left out of "changed from the preset".
-IGNORED = {"data.root", "train.checkpoint_every"}
+# Settings that do not change what a run measures (those the run's hash leaves out), not "changed from the preset".
+IGNORED = {f"{section}.{key}" for section, key in NOT_HASHED}
 
 
 def changed_settings(config: dict, preset: str) -> dict[str, object]:
