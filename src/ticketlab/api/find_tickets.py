@@ -77,9 +77,9 @@ def find_tickets(
     preflight.check_training(cfg, user.model, len(splits.train))
     task.check(user.model, splits.train, cfg.data.batch_size)
     accelerator = PURE_TORCH if factory is None else FactoryOptimizer(factory)
-    sink = TensorBoardRuns(tensorboard) if tensorboard is not None else contextlib.nullcontext()
+    rows_also_to = sending_to(TensorBoardRuns(tensorboard)) if tensorboard is not None else contextlib.nullcontext()
     store = open_store(runs_dir, cfg, None, fingerprint(user.model))
-    with sending_to(sink) if tensorboard is not None else sink:
+    with rows_also_to:
         Lottery(cfg, store, splits, user.model, progress, accelerator, task, user.build).run()
     return Tickets(store, user.build)
 
@@ -94,7 +94,7 @@ def config(model, splits, task, factory, optimizer, lr, steps, batch_size, prune
         "model": {"name": type(model).__name__.lower(), "digest": model_digest(model)},
         "data": {"name": "custom", "batch_size": batch_size, "digest": data_digest(splits)},
         "train": {"steps": f"{steps}it" if isinstance(steps, int) else steps, "lr": lr,
-                  "optimizer": optimizer if factory is None else "sgd",
+                  "optimizer": optimizer if factory is None else "sgd",  # a factory's is named in train.task
                   "task": task_name(task.loss, task.metric, task.step, factory and optimizer_name(factory))},
         "prune": {"criterion": prune.criterion, "scope": prune.scope, "rate": prune.rate, "rates": dict(prune.rates),
                   "exclude": list(prune.exclude)},
