@@ -1,17 +1,20 @@
 """K=8 tickets trained as one batched model against the same 8 tickets trained one after another, in the same run.
 
-LeNet-300-100, batch 60, Adam (the lenet300-mnist-mini recipe) on the bundled MNIST subset. The 8 tickets have their
-own initialisation, data order and masks (kept 20%, 16%, ... of the weights, layer-wise magnitude). "sequential" is
-8 calls of `ticketlab.engine.training.train` (the engine's per-ticket loop), "batched" one call of
-`ticketlab.accel.batching.train_batched` as the engine makes it (Linear layers keeping <= 40% train sparse, as their
-kept entries), "batched, dense matmuls only" the same with `sparse=False` (what batching alone buys); all write their
-stage files and evaluate at the start and the end. Repeats alternate between them so machine noise hits all alike;
-medians, ranges and the noise (coefficient of variation of the repeats) are printed, with the machine load, and the
-verdict only when the noise allows one (`ticketlab bench --only batching` prints the same table). The achieved
-GFLOP/s (matmul FLOPs of forward and backward, no elementwise work; sparse: of the kept weights) is compared with a
-large dense sgemm measured in the same run.
-Target: batched >= 3.5x the throughput of sequential.
-Run: .venv/bin/python benchmarks/ticket_batching.py [--tickets 8] [--steps 300] [--repeats 5] [--threads N] [--smoke]
+--model lenet300 (default): LeNet-300-100, batch 60, Adam, on the bundled MNIST subset, every layer keeping 20%..10%.
+--model conv6: Conv-6 (Frankle & Carbin 2019), batch 60, Adam 3e-4, CIFAR-shaped input, IMP levels 8-15 (its
+convolutions keep 27%..8.7%). --model resnet20: ResNet-20 (Frankle et al. 2020), batch 128, SGD, global levels 4-11.
+Each ticket has its own initialisation, data order and magnitude masks (ticketlab.bench.batching_workloads).
+"sequential" is 8 calls of `ticketlab.engine.training.train` (the engine's per-ticket loop, dense), "batched" one call
+of `ticketlab.accel.batching.train_batched` as the engine makes it (layers keeping little train as their kept
+entries: Linear <= 40%, convolutions <= SPARSE_CONV_MAX_KEPT), "batched, dense layers only" the same with
+`sparse=False` (what batching alone buys); all write their stage files and evaluate at the start and the end.
+Repeats alternate between them so machine noise hits all alike; medians, ranges and the noise (coefficient of
+variation of the repeats) are printed, with the machine load, and the verdict only when the noise allows one. The
+achieved GFLOP/s (multiply-adds of forward and backward; sparse: of the kept weights) is compared with a large dense
+sgemm measured in the same run.
+Targets: batched >= 3.5x the throughput of sequential (lenet300), >= 3x (conv6), >= 2x (resnet20).
+Run: .venv/bin/python benchmarks/ticket_batching.py [--model conv6] [--tickets 8] [--steps N] [--repeats 5]
+[--threads N] [--smoke]
 """
 
 import argparse
@@ -19,11 +22,13 @@ import argparse
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("lenet300", "conv6", "resnet20"), default="lenet300")
     parser.add_argument("--tickets", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=None, help="training steps per ticket (default: 300 for "
+                        "lenet300, 20 for the convolutional models)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the cores)")
-    parser.add_argument("--smoke", action="store_true", help="2 tickets x 5 steps, 2 repeats (a check that it runs)")
+    parser.add_argument("--smoke", action="store_true", help="2 tickets x 2 steps, 2 repeats (a check that it runs)")
     args = parser.parse_args()
     import torch  # after parsing: --help answers without importing torch
 
@@ -32,12 +37,13 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.smoke:
-        args.tickets, args.steps, args.repeats = 2, 5, 2
+        args.tickets, args.steps, args.repeats = 2, 2, 2
+    steps = args.steps or (300 if args.model == "lenet300" else 20)
     before = loadavg()
-    times = batching_times(args.tickets, args.steps, args.repeats, progress=not args.smoke)
+    times = batching_times(args.tickets, steps, args.repeats, progress=not args.smoke, model=args.model)
     peak = sgemm_gflops(256 if args.smoke else 2048)
     load = load_since(before)
-    print(format_batching(times, args.tickets, args.steps, peak, busy=load.busy))
+    print(format_batching(times, args.tickets, steps, peak, busy=load.busy, model=args.model))
     print("all runs (wall s): " + ", ".join(f"{name} {[round(w, 2) for w, _ in runs]}" for name, runs in times.items()))
     print(load)
 

@@ -41,6 +41,8 @@ MODELS = {
     "mlp": (lambda seed: build_model("mlp", num_classes=3, seed=seed, hidden=(32, 16), input_shape=(1, 6, 6)),
             (1, 6, 6)),
     "conv2": (lambda seed: build_model("conv2", num_classes=3, seed=seed), (3, 32, 32)),
+    # residual blocks, batch norm, a strided 1x1 shortcut: the model's own forward over stacked leaves
+    "resnet": (lambda seed: build_model("resnet20", num_classes=3, seed=seed, depth=8, width=4), (3, 8, 8)),
 }
 
 
@@ -68,8 +70,13 @@ def separate(tickets, cfg, tmp_path, augment=None):
     for i, t in enumerate(tickets):
         model = copy.deepcopy(t.model)
         rows = train(model, t.masks, t.splits, cfg, copy.copy(t.plan), tmp_path / f"alone{i}", augment=augment)
-        results.append((rows, {n: p.detach().clone() for n, p in model.named_parameters()}))
+        results.append((rows, tensors_of(model)))
     return results
+
+
+def tensors_of(model):
+    """Parameters and buffers (batch norm statistics), cloned."""
+    return {n: t.detach().clone() for n, t in model.state_dict().items()}
 
 
 def without_wall(rows):
@@ -83,19 +90,19 @@ def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_
     small = {"k": 2, "n": (16, 4, 4), "batch": 4} if name == "conv2" else {}  # conv2 is 4.3M weights, 32x32 input
     augment = AUGMENTATIONS.get("cifar") if name == "conv2" else None  # seeded per copy, as `train` seeds it
     tickets = tickets_for(name, tmp_path, cfg, **small, rates=rates, shared_data=shared_data)
-    start = [{n: p.detach().clone() for n, p in t.model.named_parameters()} for t in tickets]
+    start = [tensors_of(t.model) for t in tickets]
     expected = separate(tickets, cfg, tmp_path, augment)
     rows = train_batched(tickets, cfg, augment=augment)
     for t, r, before, (rows_alone, weights_alone) in zip(tickets, rows, start, expected, strict=True):
         assert r == [json.loads(line) for line in (t.stage / "metrics.jsonl").read_text().splitlines()]
-        params = dict(t.model.named_parameters())
+        params = tensors_of(t.model)
         compare(r, rows_alone, params, weights_alone, cfg, steps)
         assert all(not torch.equal(w, before[n]) for n, w in weights_alone.items())  # it did train
         assert all((params[n][~m] == 0).all() for n, m in t.masks.items())  # pruned weights exactly zero
 
 
 @pytest.mark.parametrize("name,optimizer", [("mlp", "sgd"), ("mlp", "adam"), ("mlp", "adamw"), ("conv2", "sgd"),
-                                            ("conv2", "adam")])
+                                            ("conv2", "adam"), ("resnet", "sgd"), ("resnet", "adam")])
 def test_batched_equals_separate_runs_bit_for_bit_on_one_thread(tmp_path, one_thread, name, optimizer):
     """Own init, masks, data order and data split per copy; metrics (but wall time) and weights all equal."""
     def identical(rows, rows_alone, params, weights_alone, cfg, steps):
@@ -268,11 +275,32 @@ def test_reconcile_promotes_complete_and_drops_partial_checkpoints(tmp_path):
     assert all(json.loads(load_tensors(s / "checkpoint.safetensors")[1]["extra"])["step"] == 8 for s in stages)
 
 
+class MixesTheBatch(Tiny):
+    def forward(self, x):
+        return super().forward(x - x.mean(0))  # each copy's batch statistics would mix with the other copies'
+
+
+class OwnsAParameter(Tiny):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return super().forward(x) * self.scale
+
+
 def test_which_models_batch():
-    for name in ("lenet300", "lenet5", "conv2", "mlp"):
+    for name in ("lenet300", "lenet5", "conv2", "mlp", "resnet20", "vgg16-cifar"):
         assert batchable(build_model(name, seed=0)), name
-    assert not batchable(build_model("resnet20", seed=0))  # batch norm buffers
-    assert not batchable(Tiny())  # a custom forward
+    assert batchable(Tiny())  # a custom forward: run over stacked leaves
+    assert not batchable(MixesTheBatch())  # caught by comparing one forward pass with the model's own
+    assert not batchable(OwnsAParameter())  # a tensor used outside any leaf
+    assert not batchable(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2)),
+                         (4,))  # random draws that would not be each copy's own
+    resnet = build_model("resnet20", seed=0)
+    before = {n: t.clone() for n, t in resnet.state_dict().items()}
+    batchable(resnet)
+    assert all(torch.equal(t, before[n]) for n, t in resnet.state_dict().items())  # its statistics untouched
     models = [build_model("lenet5", seed=s) for s in range(2)]
     x = torch.randn(5, 1, 28, 28)
     stacked = StackedModel(models)

@@ -176,7 +176,7 @@ def test_bench_training_sections_time_both_sides_and_print_the_targets():
     assert [len(times[n]) for n in ("sequential", "batched", "batched-dense")] == [2, 2, 2]
     assert all(wall > 0 and cpu > 0 for runs in times.values() for wall, cpu in runs)
     table = format_batching(times, 2, 3, peak_gflops=100.0)
-    assert "batched (sparse kernels)" in table and "dense matmuls only" in table and "target: batched >= 3.5x" in table
+    assert "batched (sparse kernels)" in table and "dense layers only" in table and "target: batched >= 3.5x" in table
     assert "GFLOP/s achieved" in table and table.count("vs sequential ") == 2 and "noise" in table
     times = masked_training_times(steps=3, repeats=2)
     assert set(times) == {"dense", "masked", "torch-prune"}
@@ -194,7 +194,7 @@ def test_batching_table_gives_the_median_ratio_its_range_and_noise():
     table = format_batching(times, 8, 300)
     rows = {line[:30].strip(): line for line in table.splitlines()}
     assert "vs sequential 3.50x (3.00-4.00, noise ±47.1%)" in rows["batched (sparse kernels)"]
-    assert "vs sequential 1.50x (1.00-2.00, noise ±28.3%)" in rows["batched, dense matmuls only"]
+    assert "vs sequential 1.50x (1.00-2.00, noise ±28.3%)" in rows["batched, dense layers only"]
     assert "target batched >= 3.5x: no verdict: too noisy" in table  # 3.5x measured, but +-47% between repeats
 
 

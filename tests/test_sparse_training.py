@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticketlab.accel.batching.sparse_linear import SparseWeight, kernel
-from ticketlab.accel.batching.stacked import BatchedLinear
+from ticketlab.accel.batching.batched_layers import BatchedLinear
 
 
 def sparse_kernel_or_fail():

@@ -63,8 +63,8 @@ class TrainConfig:
     channels_last: bool = _help("convnets: NHWC memory format (faster on GPUs with tensor cores)", False)
     compile: bool = _help("torch.compile the model (opt-in; first steps are slow)", False)
     batch_tickets: int = _help("train up to this many ready stages (seeds, baselines) of one architecture as one "
-                               "batched model (Linear layers keeping <= 40% train sparse); 1 = one at a time (MLPs and "
-                               "plain convnets; fp32)", 8)
+                               "batched model (layers keeping little train sparse); 1 = one at a time (fp32; models "
+                               "without dropout)", 8)
     threads: int = _help("CPU threads for torch's intra-op work (torch.set_num_threads), set by the command that runs "
                          "the stages; 0 = torch's default (OMP_NUM_THREADS, else one per core). On a machine busy "
                          "with other work 1 is often several times faster. Not part of the run's identity", 0)

@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from ticketlab.accel.batching.stacked import CONVS, StackedModel
+from ticketlab.accel.batching.batched_layers import CONVS
+from ticketlab.accel.batching.stacked import StackedModel
 from ticketlab.engine.accelerator import Ticket
 from ticketlab.engine.task import EVAL_BATCH
 

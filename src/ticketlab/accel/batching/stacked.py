@@ -11,27 +11,25 @@ faster here (convolutions are big enough alone) and rounds differently; copy by 
 what the copy's own model computes. When all copies see the same input (evaluation), the first Linear layer is one
 GEMM over the stacked weights (the same numbers: it splits the work by rows and columns only).
 
-Supported: nn.Sequential models (nested allowed) of Linear, Conv1d/2d, elementwise activations, pooling, Flatten and
-Identity, without buffers — the MLPs and convnets of the zoo. `batchable(model)` checks a model, also by comparing one
-forward pass against the model itself."""
+The interpreter here runs nn.Sequential models (nested allowed) of Linear, Conv1d/2d, elementwise activations,
+pooling, Flatten and Identity, without buffers (the MLPs and plain convnets of the zoo); any other model (residual
+blocks, batch norm, a custom forward) runs its own forward over stacked leaves (stacked_modules.py). `batchable(model)`
+checks a model, also by comparing one forward pass against the model itself."""
+
+import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ticketlab.accel.batching.batched_layers import CONVS, Unsupported, conv, linear
 from ticketlab.accel.batching.sparse_linear import SparseWeight
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
          nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
-CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d}
 SUPPORTED = (nn.Linear, nn.Flatten, *CONVS, *ELEMENTWISE, *POOLS)
 
 RAW, IMAGE, FEATURES = "raw", "image", "features"  # layouts: (K, B, *input) | (K, B, C, *spatial) | (K, B, F)
-
-
-class Unsupported(Exception):
-    """The model cannot be batched (the engine then trains its copies one after another)."""
 
 
 def layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -63,15 +61,18 @@ class StackedModel:
     """Stacked copies of `models` (same architecture) on `device`; `params[name]` is a leaf of shape (K, *shape)."""
 
     def __init__(self, models: list[nn.Module], device: torch.device | str = "cpu"):
-        self.layers = check_structure(models[0])
+        try:
+            self.layers, self.template = check_structure(models[0]), None
+        except Unsupported:  # any other model: its own forward over stacked leaves (stacked_modules.py)
+            from ticketlab.accel.batching.stacked_modules import stacked_template
+
+            self.template, self.layers = stacked_template(models[0], self)
         self.k = len(models)
-        own = [dict(m.named_parameters()) for m in models]
-        self.names = list(own[0])
-        for i, p in enumerate(own[1:], start=1):
-            if [(n, t.shape) for n, t in p.items()] != [(n, t.shape) for n, t in own[0].items()]:
-                raise Unsupported(f"copy {i} has other parameters than copy 0")
-        self.params = {n: torch.stack([p[n].detach() for p in own]).to(device).requires_grad_(True)
-                       for n in self.names}
+        self.training = True  # batch norm: batch statistics (updating the running ones), else the running ones
+        self.params = stack([dict(m.named_parameters()) for m in models], device, grad=True)
+        self.buffers = stack([dict(m.named_buffers()) for m in models], device)
+        self.names = list(self.params)
+        self.current: dict[str, torch.Tensor] = {}  # the tensors of the copies a template forward runs
         self.sparse: dict[str, SparseWeight] = {}  # Linear weights trained as their kept entries (train_sparse)
         self.stale = False  # the sparse weights changed since `sync` (the trainer sets it after each step)
 
@@ -101,8 +102,9 @@ class StackedModel:
     def write_to(self, k: int, model: nn.Module) -> nn.Module:
         """Copy k's current weights into `model` (same Parameter objects); returns the model."""
         self.sync()
-        for name, p in model.named_parameters():
-            p.copy_(self.params[name][k])
+        stacked = {**self.params, **self.buffers}
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            t.copy_(stacked[name][k])
         return model
 
     # -- forward -------------------------------------------------------------------------------------------------
@@ -111,14 +113,16 @@ class StackedModel:
         weights then)."""
         self.sync()
         if copies == list(range(self.k)):
-            return {**self.params, **self.sparse}
+            return {**self.params, **self.buffers, **self.sparse}
         index = torch.tensor(copies, device=self.params[self.names[0]].device)
-        return {n: p.index_select(0, index) for n, p in self.params.items()}
+        return {n: p.index_select(0, index) for n, p in {**self.params, **self.buffers}.items()}
 
     def __call__(self, x: torch.Tensor, shared: bool = False, params: dict | None = None) -> torch.Tensor:
         """Logits (K, B, classes) for per-copy inputs x (K, B, *input), or one input (B, *input) seen by all;
         `params` (from `select`) runs some of the copies only. Without `params` sparse weights train sparse."""
-        params = {**self.params, **self.sparse} if params is None else params
+        params = {**self.params, **self.buffers, **self.sparse} if params is None else params
+        if self.template is not None:
+            return self.template_forward(x, shared, params)
         h, layout, fused = x, RAW, False
         for i, (name, module) in enumerate(self.layers):
             if fused:  # this ReLU ran inside the sparse layer before it
@@ -129,6 +133,26 @@ class StackedModel:
         if layout != FEATURES or shared:
             raise Unsupported("the model does not end in a Linear layer")
         return h
+
+    def template_forward(self, x: torch.Tensor, shared: bool, tensors: dict) -> torch.Tensor:
+        """The model's own forward over the stacked leaves, on the copies' batches laid end to end."""
+        k = next(iter(tensors.values())).shape[0]
+        h = x.expand(k, *x.shape) if shared else x
+        self.current = tensors
+        try:
+            out = self.template.train(self.training)(h.flatten(0, 1))
+        finally:
+            self.current = {}
+        return out.unflatten(0, (k, -1))
+
+
+def stack(per_copy: list[dict[str, torch.Tensor]], device, grad: bool = False) -> dict[str, torch.Tensor]:
+    """{name: the copies' tensors stacked (K, *shape)}; refused unless every copy has the same names and shapes."""
+    for i, own in enumerate(per_copy[1:], start=1):
+        if [(n, t.shape) for n, t in own.items()] != [(n, t.shape) for n, t in per_copy[0].items()]:
+            raise Unsupported(f"copy {i} has other parameters or buffers than copy 0")
+    return {n: torch.stack([own[n].detach() for own in per_copy]).to(device).requires_grad_(grad)
+            for n in per_copy[0]}
 
 
 def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, layout: str, shared: bool,
@@ -155,50 +179,6 @@ def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, l
     return conv(module, w, b, to_image(h, layout), shared), IMAGE, False, False
 
 
-def linear(w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
-    """w (K, O, F); h (K, B, F), or (B, F) when shared -> (K, B, O)."""
-    if shared:  # one GEMM over the stacked weights: (B, F) @ (F, K*O)
-        flat = w.reshape(-1, w.shape[-1]).t()
-        out = h @ flat if b is None else torch.addmm(b.reshape(1, -1), h, flat)
-        return out.view(h.shape[0], w.shape[0], w.shape[1]).transpose(0, 1)
-    return BatchedLinear.apply(h, w, b)
-
-
-class BatchedLinear(torch.autograd.Function):
-    """h (K, B, F) @ w(K, O, F)^T + b (K, O), per copy as nn.Linear computes it; gradients laid out as w and b."""
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(h, w)
-        ctx.has_bias = b is not None
-        return matmul(h, w.mT, b)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        h, w = ctx.saved_tensors  # as nn.Linear's backward: grad @ w, grad^T @ h, grad summed over the batch
-        grad_h = matmul(grad, w) if ctx.needs_input_grad[0] else None
-        return grad_h, matmul(grad.mT, h), grad.sum(1) if ctx.has_bias else None
-
-
-def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """a[k] @ b[k] (+ bias[k]) for every copy k, with the numbers torch.mm / torch.addmm give: one batched matmul where
-    it computes the same (tested; torch multiplies products under 400 multiply-adds, and vectors, its own way), else
-    copy by copy."""
-    rows, inner, cols = a.shape[1], a.shape[2], b.shape[2]
-    if rows * inner * cols >= 400 and min(rows, cols) > 1:
-        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
-    if bias is None:
-        return torch.stack([torch.mm(x, y) for x, y in zip(a, b, strict=True)])
-    return torch.stack([torch.addmm(c, x, y) for x, y, c in zip(a, b, bias, strict=True)])
-
-
-def conv(module: nn.Module, w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
-    """w (K, O, C/g, *kernel); h (K, B, C, *spatial), or (B, C, *spatial) when shared -> (K, B, O, *spatial')."""
-    fn = CONVS[type(module)]
-    return torch.stack([fn(h if shared else h[k], w[k], None if b is None else b[k], module.stride, module.padding,
-                           module.dilation, module.groups) for k in range(w.shape[0])])
-
-
 def to_image(h: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == FEATURES:
         raise Unsupported("a convolution or pooling after a Linear layer")
@@ -222,9 +202,10 @@ def batchable(model: nn.Module, input_shape=None) -> bool:
     try:
         stacked = StackedModel([model, model], device=next(model.parameters()).device)
         x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(0)).to(stacked.params[stacked.names[0]])
+        reference = copy.deepcopy(model).train()  # its batch norm statistics move: the user's model stays as it is
         with torch.no_grad():
             ours = stacked(x)
-            theirs = torch.stack([model(x[0]), model(x[1])])
+            theirs = torch.stack([reference(x[0]), reference(x[1])])
     except (Unsupported, RuntimeError, StopIteration):
         return False
     return ours.shape == theirs.shape and torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5)

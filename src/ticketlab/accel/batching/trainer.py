@@ -152,9 +152,14 @@ class BatchedRun:
         self.book.log(self.evaluate)
 
     def evaluate(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        """Every copy's (loss, accuracy) on its validation split, then on its test split."""
-        return (evaluate_copies(self.model, self.tickets, "val", self.device),
-                evaluate_copies(self.model, self.tickets, "test", self.device))
+        """Every copy's (loss, accuracy) on its validation split, then on its test split (batch norm: with the running
+        statistics, as `train` evaluates)."""
+        self.model.training = False
+        try:
+            return (evaluate_copies(self.model, self.tickets, "val", self.device),
+                    evaluate_copies(self.model, self.tickets, "test", self.device))
+        finally:
+            self.model.training = True
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def checkpoint(self, final: bool = False) -> None:
