@@ -23,9 +23,11 @@ import argparse
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("lenet300", "conv6", "resnet20"), default="lenet300")
+    parser.add_argument("--level", type=int, default=None, help="prune every ticket to the densities of this IMP level "
+                        "(default: lenet300 20%%..10%% kept, conv6 level 10, resnet20 level 8)")
     parser.add_argument("--tickets", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="training steps per ticket (default: 300 for "
-                        "lenet300, 20 for the convolutional models)")
+                        "lenet300, 30 for the convolutional models)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the cores)")
     parser.add_argument("--smoke", action="store_true", help="2 tickets x 2 steps, 2 repeats (a check that it runs)")
@@ -38,12 +40,13 @@ def main():
         torch.set_num_threads(args.threads)
     if args.smoke:
         args.tickets, args.steps, args.repeats = 2, 2, 2
-    steps = args.steps or (300 if args.model == "lenet300" else 20)
+    steps = args.steps or (300 if args.model == "lenet300" else 30)
     before = loadavg()
-    times = batching_times(args.tickets, steps, args.repeats, progress=not args.smoke, model=args.model)
+    times = batching_times(args.tickets, steps, args.repeats, progress=not args.smoke, model=args.model,
+                           level=args.level)
     peak = sgemm_gflops(256 if args.smoke else 2048)
     load = load_since(before)
-    print(format_batching(times, args.tickets, steps, peak, busy=load.busy, model=args.model))
+    print(format_batching(times, args.tickets, steps, peak, busy=load.busy, model=args.model, level=args.level))
     print("all runs (wall s): " + ", ".join(f"{name} {[round(w, 2) for w, _ in runs]}" for name, runs in times.items()))
     print(load)
 

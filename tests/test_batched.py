@@ -50,14 +50,15 @@ DENSE_RATES = (0.3, 0.5, 0.7)  # pruning rates of the copies: every layer keeps 
 SPARSE_RATES = (0.8, 0.85, 0.9)  # kept 20%..10%: the Linear layers that keep <= 40% train sparse
 
 
-def tickets_for(name, tmp_path, cfg, k=3, shared_data=False, n=(48, 12, 12), batch=8, rates=DENSE_RATES):
+def tickets_for(name, tmp_path, cfg, k=3, shared_data=False, n=(48, 12, 12), batch=8, rates=DENSE_RATES,
+                scope="global"):
     """k copies with their own init, masks (other densities), data seed and — unless shared_data — data split."""
     factory, shape = MODELS[name]
     shared = splits_for(shape, 0, n)
     out = []
     for i in range(k):
         model = factory(10 + i)
-        masks = prune(model, Masks.ones(model), PruneSpec(rate=rates[i % len(rates)], scope="global"))
+        masks = prune(model, Masks.ones(model), PruneSpec(rate=rates[i % len(rates)], scope=scope))
         splits = shared if shared_data else splits_for(shape, i, n)
         plan = make_plan(cfg, len(splits.train), batch, data_seed=100 + i)
         out.append(Ticket(model, masks, splits, plan, tmp_path / f"copy{i}"))
@@ -83,13 +84,14 @@ def without_wall(rows):
     return [{k: v for k, v in r.items() if k != "wall"} for r in rows]
 
 
-def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_RATES, shared_data=False):
+def check_against_separate_runs(tmp_path, name, optimizer, compare, rates=DENSE_RATES, shared_data=False,
+                                scope="global"):
     steps = 4 if name == "conv2" else 24
     cfg = TrainConfig(steps=f"{steps}it", optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
                       momentum=0.9, weight_decay=5e-3, eval_every=f"{steps // 2}it", checkpoint_every="1000it")
     small = {"k": 2, "n": (16, 4, 4), "batch": 4} if name == "conv2" else {}  # conv2 is 4.3M weights, 32x32 input
     augment = AUGMENTATIONS.get("cifar") if name == "conv2" else None  # seeded per copy, as `train` seeds it
-    tickets = tickets_for(name, tmp_path, cfg, **small, rates=rates, shared_data=shared_data)
+    tickets = tickets_for(name, tmp_path, cfg, **small, rates=rates, shared_data=shared_data, scope=scope)
     start = [tensors_of(t.model) for t in tickets]
     expected = separate(tickets, cfg, tmp_path, augment)
     rows = train_batched(tickets, cfg, augment=augment)

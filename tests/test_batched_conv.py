@@ -1,6 +1,6 @@
-"""Batched convolutional tickets beyond nn.Sequential (accel/batching/stacked_modules.py): residual blocks and batch
-norm, each copy with its own statistics; killed with SIGKILL mid-run, a group resumes to the files of its
-uninterrupted run."""
+"""Batched convolutional tickets: convolutions keeping little train as their kept entries (sparse_conv.py), in plain
+convnets and in models beyond nn.Sequential (stacked_modules.py: residual blocks, batch norm with each copy's own
+statistics); killed with SIGKILL mid-run, a group resumes to the files of its uninterrupted run."""
 
 import json
 import os
@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from ticketlab.accel.batching import train_batched
 from ticketlab.core.files import load_tensors
 from ticketlab.engine.config import TrainConfig
 
-from .test_batched import tickets_for, without_wall
+from .test_batched import SPARSE_RATES, check_against_separate_runs, close, tickets_for, without_wall
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = TrainConfig(steps="40it", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, eval_every="10it",
@@ -24,11 +25,19 @@ CFG = TrainConfig(steps="40it", optimizer="sgd", lr=0.05, momentum=0.9, weight_d
 WORKER = """
 import sys
 from pathlib import Path
-from tests.test_batched import tickets_for
 from tests.test_batched_conv import CFG
 from ticketlab.accel.batching import train_batched
-train_batched(tickets_for("resnet", Path(sys.argv[1]), CFG, k=2), CFG)
+from tests.test_batched_conv import resnet_tickets
+train_batched(resnet_tickets(Path(sys.argv[1]), sys.argv[2]), CFG)
 """
+
+
+def resnet_tickets(root: Path, density: str) -> list:
+    """Two residual copies: "dense" (global, keeping 70%, 50%) or "sparse" (every layer keeping 20%, 15%: their
+    convolutions train as kept entries where the kernel is built)."""
+    if density == "dense":
+        return tickets_for("resnet", root, CFG, k=2)
+    return tickets_for("resnet", root, CFG, k=2, rates=SPARSE_RATES, scope="layer")
 
 
 def finished_files(root: Path) -> list:
@@ -46,11 +55,12 @@ def same(a: list, b: list) -> bool:
                for (ra, ta), (rb, tb) in zip(a, b, strict=True))
 
 
-def test_a_residual_group_killed_mid_run_resumes_to_its_uninterrupted_files(tmp_path):
-    train_batched(tickets_for("resnet", tmp_path / "reference", CFG, k=2), CFG)
+@pytest.mark.parametrize("density", ["dense", "sparse"])
+def test_a_residual_group_killed_mid_run_resumes_to_its_uninterrupted_files(tmp_path, density):
+    train_batched(resnet_tickets(tmp_path / "reference", density), CFG)
     expected = finished_files(tmp_path / "reference")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(killed)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(killed), density], cwd=ROOT,
                             env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     deadline = time.time() + 120
     while not list(killed.glob("copy1/checkpoint.safetensors")) and time.time() < deadline:
@@ -59,5 +69,47 @@ def test_a_residual_group_killed_mid_run_resumes_to_its_uninterrupted_files(tmp_
     proc.wait()
     rows = (killed / "copy0" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(rows[-1])["step"] < 40, "killed too late to test a resume"
-    train_batched(tickets_for("resnet", killed, CFG, k=2), CFG)
+    train_batched(resnet_tickets(killed, density), CFG)
     assert same(finished_files(killed), expected)
+
+
+def sparse_conv_kernel_or_fail():
+    """The sparse convolution kernel, or a skip where no C++ compiler is; a failure where it should have built."""
+    import shutil
+
+    from ticketlab.accel.batching.sparse_conv import kernel
+
+    if shutil.which("c++") and os.environ.get("TICKETLAB_NO_COMPILE") != "1" and kernel() is None:
+        pytest.fail("a C++ compiler is here but the sparse convolution kernel did not build")
+    if kernel() is None:
+        pytest.skip("no C++ compiler: the sparse convolution kernel cannot be built here")
+
+
+@pytest.mark.parametrize("name,optimizer", [("conv2", "adam"), ("resnet", "sgd")])
+def test_sparse_convolutions_match_separate_runs(tmp_path, name, optimizer):
+    """Copies keeping 20%..10% of every layer (layer-wise): their convolutions train as kept entries, with the
+    numbers of separate dense runs up to rounding (another summation order): metrics within 1e-5, weights within 1e-5
+    but for a few where Adam flips the step of a near-zero gradient (`close`)."""
+    from ticketlab.accel.batching.sparse_conv import SparseConvWeight
+    from ticketlab.accel.batching.trainer import BatchedRun
+
+    sparse_conv_kernel_or_fail()
+    cfg = TrainConfig(steps="24it", optimizer=optimizer)
+    probe = BatchedRun(tickets_for(name, tmp_path / "probe", cfg, k=2, rates=SPARSE_RATES, scope="layer"), cfg, None)
+    assert any(isinstance(w, SparseConvWeight) for w in probe.model.sparse.values())
+    check_against_separate_runs(tmp_path, name, optimizer, close, rates=SPARSE_RATES, scope="layer")
+
+
+def test_convolutional_copies_batch_only_where_their_convolutions_train_sparse(tmp_path):
+    """Dense convolutions gain nothing from batching (they run copy by copy) and lose to the stacking's copies: such
+    copies train one after another; Linear-only models always batch."""
+    from ticketlab.accel import KERNELS, PURE_TORCH
+
+    sparse_conv_kernel_or_fail()
+    cfg = TrainConfig(steps="4it")
+    lightly_pruned = tickets_for("conv2", tmp_path / "a", cfg, k=2)  # global 30-50%: the convolutions keep ~all
+    sparse = tickets_for("conv2", tmp_path / "b", cfg, k=2, rates=SPARSE_RATES, scope="layer")
+    assert not KERNELS.worth_batching(lightly_pruned)
+    assert KERNELS.worth_batching(sparse)
+    assert KERNELS.worth_batching(tickets_for("mlp", tmp_path / "c", cfg, k=2))
+    assert PURE_TORCH.worth_batching(lightly_pruned)  # the base class: whatever `batchable` allowed

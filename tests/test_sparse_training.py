@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticketlab.accel.batching.sparse_linear import SparseWeight, kernel
 from ticketlab.accel.batching.batched_layers import BatchedLinear
+from ticketlab.accel.batching.sparse_linear import SparseWeight, kernel
 
 
 def sparse_kernel_or_fail():

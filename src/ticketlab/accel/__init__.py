@@ -28,6 +28,11 @@ class Kernels(Accelerator):
 
         return batchable(model, input_shape)
 
+    def worth_batching(self, tickets: list[Ticket]) -> bool:
+        from ticketlab.accel.batching.worth import worth_batching
+
+        return worth_batching(tickets)
+
     def train_batched(self, tickets: list[Ticket], cfg: TrainConfig, *, augment=None, progress: bool = False,
                       desc: str = "") -> list[list[dict]]:
         from ticketlab.accel.batching import train_batched

@@ -13,11 +13,11 @@ TARGETS = {"lenet300": 3.5, "conv6": 3.0, "resnet20": 2.0}  # batched / sequenti
 
 
 def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: bool = False,
-                   model: str = "lenet300") -> dict:
+                   model: str = "lenet300", level: int | None = None) -> dict:
     """{"sequential": [(wall, cpu)] * repeats, "batched": [...], "batched-dense": [...]}: k tickets of the workload
-    `model` trained one after another by `train` (the engine's per-ticket loop) and as one batched model (sparse
-    kernels as the engine uses them, and dense layers only), alternating so machine noise hits all alike. All write
-    their stage files and evaluate at the start and the end."""
+    `model` (at IMP `level`, default: the workload's) trained one after another by `train` (the engine's per-ticket
+    loop) and as one batched model (sparse kernels as the engine uses them, and dense layers only), alternating so
+    machine noise hits all alike. All write their stage files and evaluate at the start and the end."""
     import copy
 
     from tqdm import tqdm
@@ -38,21 +38,21 @@ def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: boo
     times = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
         for name, run in runs.items():  # warm-up: first calls allocate, kernels load
-            run(batching_tickets(workload, 2, splits, cfg, Path(tmp) / f"warm-{name}"))
+            run(batching_tickets(workload, 2, splits, cfg, Path(tmp) / f"warm-{name}", level))
         for r in tqdm(range(repeats), desc="ticket batching", disable=not progress, leave=False):
             for name, run in runs.items():
-                tickets = batching_tickets(workload, k, splits, cfg, Path(tmp) / f"{name}{r}")
+                tickets = batching_tickets(workload, k, splits, cfg, Path(tmp) / f"{name}{r}", level)
                 times[name].append(timed(lambda run=run, tickets=tickets: run(tickets)))
     return times
 
 
-def train_flops_per_step(model: str, k: int, sparse: bool) -> float:
+def train_flops_per_step(model: str, k: int, sparse: bool, level: int | None = None) -> float:
     """The k tickets' multiply-add FLOPs in one training step: forward, weight gradients, and input gradients past the
     first layer (elementwise work not counted); `sparse`: of their kept weights only, as sparse layers compute."""
     from ticketlab.core.counting import count
 
     workload, total = WORKLOADS[model], 0.0
-    for net, masks in pruned_copies(workload, k):
+    for net, masks in pruned_copies(workload, k, level):
         rows = [r for r in count(net, masks).layers if r.macs_counted]
         macs = [r.macs_weight_sparse if sparse else r.macs_dense for r in rows]
         total += 3 * sum(macs) - macs[0]
@@ -81,7 +81,7 @@ def _best_time(fn, repeats: int) -> float:
 
 
 def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None = None, busy: bool = False,
-                    model: str = "lenet300") -> str:
+                    model: str = "lenet300", level: int | None = None) -> str:
     """The table: medians, ranges and noise of the alternating repeats, the verdict on the workload's target only
     when the noise allows it; with `peak_gflops` (sgemm_gflops) also the GFLOP/s each side achieves, as a fraction
     of it (sparse training counted by the multiply-adds of kept weights it does)."""
@@ -95,7 +95,7 @@ def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None =
     seq = [w for w, _ in times["sequential"]]
     lines = [f"ticket batching: {k} {workload.label} tickets x {steps} steps, batch {workload.batch}, "
              f"{workload.train['optimizer']}, {len(seq)} repeats alternating, {torch.get_num_threads()} threads; "
-             f"{workload.tickets}; target: batched >= {target}x the throughput of sequential"]
+             f"{workload.kept(level)}; target: batched >= {target}x the throughput of sequential"]
     for name, label in NAMES.items():
         walls = [w for w, _ in times[name]]
         ratio = "" if name == "sequential" else f"; vs sequential {paired_ratio(seq, walls)}"
@@ -108,7 +108,7 @@ def format_batching(times: dict, k: int, steps: int, peak_gflops: float | None =
         cpu = paired_ratio([c for _, c in times["sequential"]], [c for _, c in times["batched"]])
         lines.append(f"batched per CPU second: {cpu}")
     if peak_gflops:
-        dense, sparse = train_flops_per_step(model, k, sparse=False), train_flops_per_step(model, k, sparse=True)
+        dense, sparse = (train_flops_per_step(model, k, sparse, level) for sparse in (False, True))
         flops = {"sequential": dense, "batched": sparse, "batched-dense": dense}
         rates = {name: flops[name] * steps / statistics.median(w for w, _ in times[name]) / 1e9 for name in NAMES}
         lines.append(f"dense sgemm: {peak_gflops:.1f} GFLOP/s; GFLOP/s achieved in training (sparse: kept weights' "

@@ -50,6 +50,10 @@ class Accelerator:
         """Whether copies of `model` can train as one batched model (`train_batched`)."""
         return False
 
+    def worth_batching(self, tickets: list[Ticket]) -> bool:
+        """Whether `tickets` (of a `batchable` model) train faster batched than one after another."""
+        return True
+
     def train_batched(self, tickets: list[Ticket], cfg: TrainConfig, *, augment=None, progress: bool = False,
                       desc: str = "") -> list[list[dict]]:
         """Train `tickets` as one batched model; each one's metric rows. Only called where `batchable`."""

@@ -147,9 +147,13 @@ def train_alone(stage: Stage) -> None:
 def train_chunk(stages: list[Stage], batched: int) -> None:
     """Train `stages` as one batched model; `batched` is the size of their chunk (the same on every resume)."""
     tickets = [s.ticket() for s in stages]
+    how = stages[0].training  # equal batch keys: the same training for all
+    if not how.accelerator.worth_batching(tickets):  # e.g. convolutions that would stay dense
+        for s in stages:
+            train_alone(s)
+        return
     for t in tickets:
         stage_files.begin(t)
-    how = stages[0].training  # equal batch keys: the same training for all
     started = time.perf_counter()
     try:
         rows = how.accelerator.train_batched(tickets, how.cfg, augment=how.augmentation, progress=how.progress,

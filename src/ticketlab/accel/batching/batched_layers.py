@@ -50,7 +50,13 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -
 
 
 def conv(module: nn.Module, w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
-    """w (K, O, C/g, *kernel); h (K, B, C, *spatial), or (B, C, *spatial) when shared -> (K, B, O, *spatial')."""
+    """w (K, O, C/g, *kernel); h (K, B, C, *spatial), or (B, C, *spatial) when shared -> (K, B, O, *spatial').
+    A sparse weight (sparse_conv.py) runs its kernel over all copies."""
+    if not torch.is_tensor(w):
+        return w(h.expand(w.shape[0], *h.shape) if shared else h, b)
     fn = CONVS[type(module)]
-    return torch.stack([fn(h if shared else h[k], w[k], None if b is None else b[k], module.stride, module.padding,
-                           module.dilation, module.groups) for k in range(w.shape[0])])
+    # unbind, not h[k]: the backward of K selections would fill K zero tensors of the stacked size
+    hs, ws = [h] * w.shape[0] if shared else h.unbind(0), w.unbind(0)
+    bs = [None] * w.shape[0] if b is None else b.unbind(0)
+    return torch.stack([fn(x, wk, bk, module.stride, module.padding, module.dilation, module.groups)
+                        for x, wk, bk in zip(hs, ws, bs, strict=True)])

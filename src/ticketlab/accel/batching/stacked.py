@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ticketlab.accel.batching.batched_layers import CONVS, Unsupported, conv, linear
+from ticketlab.accel.batching.sparse_conv import SparseConvWeight
 from ticketlab.accel.batching.sparse_linear import SparseWeight
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
@@ -76,10 +77,17 @@ class StackedModel:
         self.sparse: dict[str, SparseWeight] = {}  # Linear weights trained as their kept entries (train_sparse)
         self.stale = False  # the sparse weights changed since `sync` (the trainer sets it after each step)
 
-    def train_sparse(self, name: str, masks: torch.Tensor) -> None:
-        """Train the Linear weight `name` as its kept entries under stacked `masks` (sparse_linear.py): the training
-        forward pass then uses them, and the dense weight is brought up to date where the copies are read."""
-        self.sparse[name] = SparseWeight(self.params[name], masks)
+    def train_sparse(self, name: str, masks: torch.Tensor, module: nn.Module) -> None:
+        """Train the weight `name` of a Linear or Conv2d `module` as its kept entries under stacked `masks`
+        (sparse_linear.py, sparse_conv.py): the training forward pass then uses them, and the dense weight is brought
+        up to date where the copies are read."""
+        weight = self.params[name]
+        self.sparse[name] = (SparseWeight(weight, masks) if isinstance(module, nn.Linear) else
+                             SparseConvWeight(weight, masks, module.stride, module.padding, module.dilation))
+
+    def weights(self) -> list[tuple[str, nn.Module]]:
+        """(weight name, its layer) of every Linear and convolution."""
+        return [(f"{name}.weight", m) for name, m in self.layers if isinstance(m, (nn.Linear, *CONVS))]
 
     def takes_feature_major(self) -> bool:
         """Whether the first layer past Flatten trains sparse: it reads a (K, B, F) input with the batch contiguous

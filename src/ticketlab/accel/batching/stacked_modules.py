@@ -64,10 +64,10 @@ def leaf_forward(name: str, module: nn.Module, tensors: dict, h: torch.Tensor) -
         return linear_call(weight, bias, flat).reshape(*h.shape[:-1], -1)
     if type(module) in CONVS:
         return conv(module, weight, bias, h, shared=False)
-    own = {local: tensors[f"{name}.{local}"] for local, _ in
+    own = {local: tensors[f"{name}.{local}"].unbind(0) for local, _ in  # unbind: see batched_layers.conv
            [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]}
-    return torch.stack([functional_call(module, {n: t[k] for n, t in own.items()}, (h[k],))
-                        for k in range(h.shape[0])])
+    return torch.stack([functional_call(module, {n: t[k] for n, t in own.items()}, (x,))
+                        for k, x in enumerate(h.unbind(0))])
 
 
 def linear_call(weight, bias, h: torch.Tensor) -> torch.Tensor:

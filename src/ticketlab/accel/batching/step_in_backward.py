@@ -6,7 +6,7 @@ step (docs/speed.md)."""
 
 import torch
 
-from ticketlab.accel.batching.sparse_linear import NO_TENSOR
+from ticketlab.accel.batching.sparse_linear import NO_TENSOR, SparseWeight
 from ticketlab.accel.kept_optimizer import count_adam_step
 from ticketlab.accel.masked_adam import mirrors_torch
 
@@ -27,6 +27,8 @@ class StepInBackward:
             return set()
         step = cls(optimizer, adamw=cfg.optimizer == "adamw")
         for name, weight in model.sparse.items():
+            if not isinstance(weight, SparseWeight):  # sparse convolutions: stepped by the optimizer
+                continue
             bias_name = name.removesuffix("weight") + "bias"
             if bias_name not in masked:
                 weight.step = step

@@ -33,6 +33,7 @@ from ticketlab.accel.batching.batches import batch, gathers_feature_major
 from ticketlab.accel.batching.checkpoints import NEXT, CopyState, reconcile, resume_step
 from ticketlab.accel.batching.evaluation import evaluate_copies
 from ticketlab.accel.batching.slots import Slots
+from ticketlab.accel.batching.sparse_conv import trains_sparse_conv
 from ticketlab.accel.batching.sparse_linear import trains_sparse
 from ticketlab.accel.batching.stacked import StackedModel
 from ticketlab.accel.batching.step_in_backward import StepInBackward
@@ -95,10 +96,10 @@ class BatchedRun:
         self.start = self.book.step
         self.model = StackedModel([t.model for t in tickets], self.device)
         masks = self.masks()
-        linear = self.linear_weights()
-        for name in [n for n in masks if sparse and n in linear]:
-            if trains_sparse(self.model.params[name], masks[name]):
-                self.model.train_sparse(name, masks[name])
+        for name, module in self.model.weights() if sparse else []:
+            if name in masks and (trains_sparse(self.model.params[name], masks[name]) if isinstance(module, nn.Linear)
+                                  else trains_sparse_conv(module, self.model.params[name], masks[name])):
+                self.model.train_sparse(name, masks[name], module)
         self.slots = Slots(self.model, [t.masks for t in tickets], masks)
         self.feature_major = gathers_feature_major(self.model, tickets, augment)
         self.optimizer = KeptOptimizer(self.slots.params, self.slots.masks, cfg)
@@ -135,9 +136,6 @@ class BatchedRun:
         """The stacked masks of the parameters some copy prunes."""
         return {name: torch.stack([t.masks[name] for t in self.tickets]) for name in self.tickets[0].masks
                 if not all(bool(t.masks[name].all()) for t in self.tickets)}
-
-    def linear_weights(self) -> set[str]:
-        return {f"{name}.weight" for name, module in self.model.layers if isinstance(module, nn.Linear)}
 
     def stacked_masks(self, masks: dict[str, torch.Tensor],
                       handled: set[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -1,0 +1,124 @@
+"""Sparse training of stacked Conv2d layers: the weights of K copies stored, convolved and given gradients as their
+kept entries only (csrc/sparse_conv.cpp, a direct sparse convolution), so a ticket keeping 10% of its weights does
+about 10% of the dense work. The interface is SparseWeight's (sparse_linear.py): `values` is the trained leaf (the kept
+entries of all copies in the stacked dense weight's order: copy, out channel, in channel, ky, kx) and `write_dense`
+brings the stacked dense weight up to date.
+
+How (conv_layout.py): each sample's input is padded and split into its stride phases, so that every kept entry
+reads one shifted input plane; the kernel sums those planes, weighted, a run of contiguous multiply-adds per kept
+weight (no im2col). The input's gradient is the same sum over the transposed entries, the kept values' gradient a dot
+product per entry. Numbers differ from torch's convolution by rounding only (another summation order) and do not
+depend on the thread count or on the other copies."""
+
+import functools
+
+import torch
+from torch import nn
+
+from ticketlab.accel.batching.conv_layout import ConvGeometry, Layout
+from ticketlab.accel.batching.sparse_linear import NO_TENSOR
+from ticketlab.accel.extensions import build
+
+# Up to here a sparse layer's forward + backward (gradients of input, weights and bias) was clearly faster than torch's
+# dense convolution of each copy on every Conv-6 and ResNet-20 layer (benchmarks/sparse_conv_layer.py, 8 copies, batch
+# 60, 2 threads): at 10% kept 0.21-0.30x the dense time (Conv-6), 0.24-0.37x (ResNet-20); <= 0.67x at 30%; the
+# worst, Conv-6's conv6 (256 channels on 8x8), was 0.91x at 40% and 1.10x at 50% (conv5: 1.06x at 50%).
+SPARSE_CONV_MAX_KEPT = 0.3
+# Convolutions of few input channels, where torch's dense convolution is least efficient, were faster sparse still at
+# 50% kept: ResNet-20's 16- and 32-channel layers 0.46-0.74x the dense time (the same table).
+SMALL_CONV_CHANNELS, SMALL_CONV_MAX_KEPT = 32, 0.5
+
+
+@functools.cache
+def kernel():
+    """The compiled extension (`forward`, `input_grad`, `kept_grad` and the layout's helpers), or None where it is
+    not available (`build`): layers then train dense."""
+    return build("sparse_conv", "sparse convolution kernel")
+
+
+def trains_sparse_conv(module: nn.Conv2d, weight: torch.Tensor, masks: torch.Tensor) -> bool:
+    """Whether a stacked Conv2d weight (K, O, C, kh, kw) under stacked masks trains sparse: float32 on CPU, one
+    group, zero padding given as numbers or 'valid'/'same', no copy keeping more than SPARSE_CONV_MAX_KEPT
+    (SMALL_CONV_MAX_KEPT for layers of at most SMALL_CONV_CHANNELS input channels), and the kernel built."""
+    if not (isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"):
+        return False
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or weight.dim() != 5:
+        return False
+    kept = masks.reshape(masks.shape[0], -1).sum(1).max().item() / masks[0].numel()
+    most = SMALL_CONV_MAX_KEPT if module.in_channels <= SMALL_CONV_CHANNELS else SPARSE_CONV_MAX_KEPT
+    return kept <= most and kernel() is not None
+
+
+class SparseConvWeight:
+    """The kept entries of a stacked Conv2d weight (K, O, C, kh, kw) under stacked masks: `values` (a leaf, trained),
+    `counts` (kept per copy), and where each reads the input, per input size (`layout`). Called on h (K, B, C, H, W)
+    and a bias (K, O) or None, it is `torch.stack([F.conv2d(h[k], (dense * masks)[k], bias[k], stride, padding,
+    dilation) for k in range(K)])` with gradients for h, the values and the bias."""
+
+    def __init__(self, dense: torch.Tensor, masks: torch.Tensor, stride=1, padding=0, dilation=1):
+        self.shape = dense.shape
+        self.geometry = ConvGeometry(tuple(dense.shape[1:]), stride, padding, dilation)
+        self.index = masks.reshape(-1).nonzero().squeeze(1)  # flat positions in the stacked dense weight
+        self.per_copy = dense[0].numel()
+        copy = self.index // self.per_copy
+        self.counts = torch.bincount(copy, minlength=dense.shape[0]).tolist()
+        self.values = dense.detach().reshape(-1)[self.index].requires_grad_(True)
+        self.step = None  # the trainer's slot for a step taken in the backward pass (attribute only here)
+        self.layouts: dict[tuple[int, int], Layout] = {}
+
+    def copies(self, tensor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """`tensor` (default: the values) split into the copies' kept entries."""
+        return (self.values.detach() if tensor is None else tensor).split(self.counts)
+
+    def copy_index(self, k: int) -> torch.Tensor:
+        """Copy k's kept entries as flat positions in its own (O, C, kh, kw) weight."""
+        start = sum(self.counts[:k])
+        return self.index[start : start + self.counts[k]] - k * self.per_copy
+
+    @torch.no_grad()
+    def write_dense(self, dense: torch.Tensor) -> None:
+        dense.view(-1).index_copy_(0, self.index, self.values)
+
+    def layout(self, height: int, width: int) -> Layout:
+        """The padded input's shape and the entries' offsets for inputs of this size (made once per size)."""
+        if (height, width) not in self.layouts:
+            self.layouts[height, width] = Layout(self.geometry, self.index, len(self.counts), height, width,
+                                                 kernel())
+        return self.layouts[height, width]
+
+    def __call__(self, h: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """h (K, B, C, H, W) -> (K, B, O, Ho, Wo): each copy's F.conv2d with its masked weight and bias."""
+        return SparseConv.apply(h, self.values, bias, self)
+
+
+class SparseConv(torch.autograd.Function):
+    """The kernel as an autograd function: gradients for the input, the kept values and the bias. The kernel adds the
+    bias as it writes the output, and sums the bias's gradient as it reads the output's (no pass of their own)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseConvWeight):
+        k, b = h.shape[:2]
+        lay = weight.layout(*h.shape[-2:])
+        x = h.reshape(k * b, *h.shape[2:]).contiguous()
+        bias_ = NO_TENSOR if bias is None else bias.detach().contiguous()
+        y = kernel().forward(x, values.detach().contiguous(), bias_, lay.ptr, lay.blocks, lay.off, lay.masks,
+                             lay.geometry())
+        ctx.save_for_backward(x, values)
+        ctx.layout = lay
+        return y.unflatten(0, (k, b))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, values = ctx.saved_tensors
+        lay = ctx.layout
+        k, b = grad.shape[:2]
+        gy = grad.reshape(k * b, *grad.shape[2:]).contiguous()
+        grad_h = grad_values = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            gx = kernel().input_grad(gy, values.detach()[lay.perm], lay.colptr, lay.back_blocks, lay.off_back,
+                                     lay.masks_back, lay.geometry())
+            grad_h = gx.unflatten(0, (k, b))
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_values, grad_bias = kernel().kept_grad(gy, x, lay.grad_ptr, lay.grad_blocks, lay.off, lay.masks,
+                                                        lay.geometry())
+        return grad_h, grad_values, (grad_bias if ctx.needs_input_grad[2] else None), None

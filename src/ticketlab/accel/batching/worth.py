@@ -1,0 +1,36 @@
+"""Whether K tickets train faster as one batched model than one after another.
+
+Batching pays for Linear layers (batched matmuls, sparse kernels) and for convolutions that train as their kept
+entries (sparse_conv.py). A dense convolution gains nothing: it runs copy by copy inside the batched model too, and
+the stacking adds copies of every activation (8 Conv-6 tickets with dense layers only: 0.89x the throughput of
+sequential runs, benchmarks/ticket_batching.py). So copies of a convolutional network batch only where the
+convolutions left dense hold at most DENSE_CONV_SHARE of the convolutions' multiply-adds (a first layer on 3 input
+channels, a 1x1 shortcut); else the engine trains them one after another, each as `train` would alone."""
+
+import torch
+
+from ticketlab.accel.batching.batched_layers import CONVS
+from ticketlab.accel.batching.sparse_conv import trains_sparse_conv
+from ticketlab.core.counting import count
+from ticketlab.engine.accelerator import Ticket
+
+DENSE_CONV_SHARE = 0.1
+
+
+def worth_batching(tickets: list[Ticket]) -> bool:
+    model = tickets[0].model
+    convs = {name: m for name, m in model.named_modules() if type(m) in CONVS}
+    if not convs:
+        return True
+    macs = {row.name: row.macs_dense for row in count(model).layers if row.name in convs}
+    dense = sum(macs.get(name, 0) for name, m in convs.items() if not trains_sparse(name, m, tickets))
+    return dense <= DENSE_CONV_SHARE * sum(macs.values())
+
+
+def trains_sparse(name: str, module, tickets: list[Ticket]) -> bool:
+    """Whether the batched model would train this convolution's weight as its kept entries."""
+    weight = f"{name}.weight"
+    if weight not in tickets[0].masks:
+        return False
+    masks = torch.stack([t.masks[weight] for t in tickets])
+    return trains_sparse_conv(module, module.weight.detach().expand(len(tickets), *module.weight.shape), masks)

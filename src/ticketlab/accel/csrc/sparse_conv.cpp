@@ -1,0 +1,604 @@
+// A Conv2d of K stacked copies whose weights are stored as their kept entries only, computed as a direct sparse
+// convolution (Park et al. 2017, "Faster CNNs with direct sparse convolutions"). Each sample's input is padded and
+// split into stride phases in a thread's cache-resident scratch (build_stack; layout and offsets: batching/
+// conv_layout.py), so that every kept entry (o, c, ky, kx) is one offset `off` into the sample's flat stack of
+// planes and output plane o is
+//   out[o, i] = sum over o's kept entries of  w * in[off + i],   i < L (the output rows, each `wq` wide)
+// a sum of shifted input planes: each kept weight costs one broadcast and a run of contiguous multiply-adds, no
+// im2col. The input's gradient is the same sum over the transposed entries (input plane <- output gradient planes,
+// shifted back, with zero margins); the kept values' gradient is a dot product per entry. Performance: chunks of up
+// to 16 vectors of a plane in registers; a row's entries in blocks of input planes that fit in L1 together; in the
+// compact layout (rows as wide as the input, dividing 16), taps past a row's end masked off per entry rather than
+// read from padding columns, so no junk outputs are computed. Every output element is summed by one thread in a
+// fixed order (the entries' and samples' order), so the numbers do not depend on the thread count.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+constexpr int64_t V = Vec::size();
+constexpr int64_t MAX_NV = 16;  // vectors of a plane's chunk held in registers at once (of 32 on AVX-512)
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr bool MASKED_LOADS = true;
+#else
+constexpr bool MASKED_LOADS = false;
+#endif
+constexpr int64_t TWO_SETS = 8;  // chunks up to this many vectors alternate two sets of accumulators (FMA latency)
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A plane of `length` outputs is computed in chunks of `nv` vectors (equal sizes, the last one padded): the caller
+// allocates `padded` outputs per plane and inputs that stay in bounds for them.
+struct Plan {
+  int64_t nv, chunks;
+  int64_t padded() const { return nv * chunks * V; }
+};
+
+Plan plan_of(int64_t length) {
+  const int64_t vectors = std::max<int64_t>(1, ceil_div(length, V));
+  const int64_t chunks = ceil_div(vectors, MAX_NV);
+  return {ceil_div(vectors, chunks), chunks};
+}
+
+// f(nv) with the chunk's vector count as a compile-time constant (its loops unroll, its accumulators stay in
+// registers)
+template <typename F>
+void with_nv(int64_t nv, const F& f) {
+  switch (nv) {
+#define TICKETLAB_NV(n) case n: f(std::integral_constant<int64_t, n>{}); break;
+    TICKETLAB_NV(1) TICKETLAB_NV(2) TICKETLAB_NV(3) TICKETLAB_NV(4) TICKETLAB_NV(5) TICKETLAB_NV(6)
+    TICKETLAB_NV(7) TICKETLAB_NV(8) TICKETLAB_NV(9) TICKETLAB_NV(10) TICKETLAB_NV(11) TICKETLAB_NV(12)
+    TICKETLAB_NV(13) TICKETLAB_NV(14) TICKETLAB_NV(15) TICKETLAB_NV(16)
+#undef TICKETLAB_NV
+    default: TORCH_CHECK(false, "sparse_conv: no chunk of ", nv, " vectors");
+  }
+}
+
+// Kept entries grouped by row (an output plane forward, an input plane for the input's gradient) over the rows of
+// all copies, and within a row by blocks of the planes they read (so that a block's inputs stay in L1 while it is
+// summed): block b of row r holds entries ptr[r * blocks + b]..ptr[r * blocks + b + 1], reading the input at off[p]
+// with weight values[p] (for the input's gradient, the values in the order of the transposed entries).
+struct Entries {
+  const int64_t* ptr;
+  const int64_t* off;
+  const int32_t* mask;  // per entry, the lanes to read (compact layout: taps past a row's end), or none
+  int64_t rows_per_copy, blocks, copies;
+  int64_t begin(int64_t row, int64_t block = 0) const { return ptr[row * blocks + block]; }
+};
+
+Entries entries_of(const at::Tensor& ptr, int64_t blocks, const at::Tensor& off, const at::Tensor& mask,
+                   int64_t rows_per_copy, int64_t reach, int64_t sample_size) {
+  TORCH_CHECK(ptr.scalar_type() == at::kLong && ptr.is_contiguous() && off.scalar_type() == at::kLong &&
+              off.is_contiguous(), "sparse_conv: row pointers and offsets must be contiguous int64");
+  TORCH_CHECK(rows_per_copy > 0 && blocks > 0 && (ptr.numel() - 1) % (rows_per_copy * blocks) == 0 &&
+              ptr.numel() > 1, "sparse_conv: the row pointers do not split into copies of ", rows_per_copy,
+              " rows of ", blocks, " blocks");
+  TORCH_CHECK(ptr[-1].item<int64_t>() == off.numel(), "sparse_conv: row pointers and offsets differ in entries");
+  if (off.numel() > 0) {  // every read in[off + i], i < reach, stays inside the sample
+    TORCH_CHECK(off.min().item<int64_t>() >= 0 && off.max().item<int64_t>() + reach <= sample_size,
+                "sparse_conv: an offset reads outside the sample (", sample_size, " values)");
+  }
+  const bool masked = mask.numel() > 0;
+  TORCH_CHECK(!masked || (mask.scalar_type() == at::kInt && mask.is_contiguous() && mask.numel() == off.numel()),
+              "sparse_conv: the lane masks must be int32, one per entry");
+  TORCH_CHECK(!masked || MASKED_LOADS, "sparse_conv: lane masks need AVX-512");
+  return {ptr.data_ptr<int64_t>(), off.data_ptr<int64_t>(), masked ? mask.data_ptr<int32_t>() : nullptr,
+          rows_per_copy, blocks, (ptr.numel() - 1) / (rows_per_copy * blocks)};
+}
+
+// acc + w * p[0, V) in the lanes whose bit in m is set (MASKED), acc elsewhere: one multiply-add with its load
+// folded in (a masked load and a multiply-add cost a fifth more)
+template <bool MASKED>
+inline Vec fmadd_at(const Vec& w, const float* p, const Vec& acc, int32_t m) {
+  if constexpr (MASKED) {
+#if defined(CPU_CAPABILITY_AVX512)
+    return _mm512_mask3_fmadd_ps(w, _mm512_loadu_ps(p), acc, static_cast<__mmask16>(m));
+#else
+    TORCH_CHECK(false, "sparse_conv: lane masks need AVX-512");  // not reached: refused by entries_of
+#endif
+  }
+  return at::vec::fmadd(w, Vec::loadu(p), acc);
+}
+
+void check_float(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(),
+              "sparse_conv: ", what, " must be a contiguous float32 CPU tensor");
+}
+
+// out[0, NV*V) = (out if `more`, else 0) + the sum over entries p in [p, end) of w(p) * in[off[p] + (0, NV*V)]
+template <int64_t NV, bool MASKED>
+__attribute__((always_inline)) inline void chunk_sum(const float* in, const Entries& e, const float* values, int64_t p,
+                                                     int64_t end, float* out, bool more) {
+  const int64_t* off = e.off;  // locals: the loop must not reload them
+  const int32_t* mask = e.mask;
+  Vec a[NV];
+#pragma GCC unroll 16  // all loops over the chunk's vectors: its accumulators must stay in registers
+  for (int64_t j = 0; j < NV; j++) a[j] = more ? Vec::loadu(out + j * V) : Vec(0.f);
+  if constexpr (NV <= TWO_SETS) {  // two entries at a time into two sets: enough independent chains
+    Vec b[NV];
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < NV; j++) b[j] = Vec(0.f);
+    for (; p + 1 < end; p += 2) {
+      const float* x0 = in + off[p];
+      const float* x1 = in + off[p + 1];
+      const Vec w0(values[p]), w1(values[p + 1]);
+      const int32_t m0 = MASKED ? mask[p] : 0, m1 = MASKED ? mask[p + 1] : 0;
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < NV; j++) {
+        a[j] = fmadd_at<MASKED>(w0, x0 + j * V, a[j], m0);
+        b[j] = fmadd_at<MASKED>(w1, x1 + j * V, b[j], m1);
+      }
+    }
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < NV; j++) a[j] = a[j] + b[j];
+    // the odd entry last, into the sum of both sets
+  }
+  for (; p < end; p++) {
+    const float* x = in + off[p];
+    const Vec w(values[p]);
+    const int32_t m = MASKED ? mask[p] : 0;
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < NV; j++) a[j] = fmadd_at<MASKED>(w, x + j * V, a[j], m);
+  }
+#pragma GCC unroll 16
+  for (int64_t j = 0; j < NV; j++) a[j].store(out + j * V);
+}
+
+// the sums of four vectors' entries, into out[0..3]
+inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, float* out) {
+#if defined(CPU_CAPABILITY_AVX512)
+  const auto to128 = [](__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  };
+  _mm_storeu_ps(out, _mm_hadd_ps(_mm_hadd_ps(to128(a), to128(b)), _mm_hadd_ps(to128(c), to128(d))));
+#else
+  const Vec* v[4] = {&a, &b, &c, &d};
+  for (int i = 0; i < 4; i++) out[i] = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, *v[i]);
+#endif
+}
+
+// Samples whose dot products kept_grad takes at once, for chunks of NV vectors: as many as registers allow
+constexpr int64_t samples_at_once(int64_t nv) { return nv <= 3 ? 4 : nv <= 5 ? 3 : nv <= TWO_SETS ? 2 : 1; }
+constexpr int64_t ACC_BYTES = 512 * 1024;  // kept_grad's lane-wise sums per task (one sample at a time)
+
+// The dot products of g[q][0, NV*V) and in[q][off[p] + (0, NV*V)] summed over the NS samples q, for the entries p
+// in [from, end) of one row, added to their sums: lane-wise into acc[p - from] for one sample (reduced by the caller
+// at the end), else reduced here into dw[p - from] (the accumulators of samples read at once would not fit in cache).
+// Four entries at a time: independent multiply-add chains (one per entry and sample, or two per entry for one
+// sample).
+template <int64_t NV, int64_t NS, bool MASKED>
+inline void chunk_dots(const float* const* g, const float* const* in, const int64_t* off, const int32_t* mask,
+                       int64_t from, int64_t end, Vec* acc, float* dw) {
+  constexpr int64_t CH = NS == 1 ? 2 : NS;  // chains per entry
+  Vec gv[NS][NV];
+  for (int64_t q = 0; q < NS; q++)
+    for (int64_t j = 0; j < NV; j++) gv[q][j] = Vec::loadu(g[q] + j * V);
+  const auto dots = [&](int64_t p, auto count, Vec* sums) {  // entries p, p + 1, .. (count of them)
+    constexpr int64_t E = decltype(count)::value;
+    const float* x[NS][E];
+    int32_t m[E];
+    for (int64_t k = 0; k < E; k++) {
+      m[k] = MASKED ? mask[p + k] : 0;
+      for (int64_t q = 0; q < NS; q++) x[q][k] = in[q] + off[p + k];
+    }
+    Vec s[E][CH];
+    for (int64_t k = 0; k < E; k++)
+      for (int64_t t = 0; t < CH; t++) s[k][t] = Vec(0.f);
+#pragma GCC unroll 16  // all of it: the accumulators and gradient vectors must stay in registers
+    for (int64_t j = 0; j < NV; j++)
+#pragma GCC unroll 4
+      for (int64_t k = 0; k < E; k++)
+#pragma GCC unroll 4
+        for (int64_t q = 0; q < NS; q++) {
+          Vec& chain = s[k][NS == 1 ? j & 1 : q];
+          chain = fmadd_at<MASKED>(gv[q][j], x[q][k] + j * V, chain, m[k]);
+        }
+    for (int64_t k = 0; k < E; k++) {
+      sums[k] = s[k][0];
+      for (int64_t t = 1; t < CH; t++) sums[k] = sums[k] + s[k][t];
+    }
+  };
+  int64_t p = from;
+  for (; p + 3 < end; p += 4) {
+    Vec sums[4];
+    dots(p, std::integral_constant<int64_t, 4>{}, sums);
+    if constexpr (NS == 1) {
+      for (int64_t k = 0; k < 4; k++) acc[p - from + k] = acc[p - from + k] + sums[k];
+    } else {
+      float part[4];
+      reduce4(sums[0], sums[1], sums[2], sums[3], part);
+      for (int64_t k = 0; k < 4; k++) dw[p - from + k] += part[k];
+    }
+  }
+  for (; p < end; p++) {
+    Vec sum;
+    dots(p, std::integral_constant<int64_t, 1>{}, &sum);
+    if constexpr (NS == 1)
+      acc[p - from] = acc[p - from] + sum;
+    else
+      dw[p - from] += at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, sum);
+  }
+}
+
+}  // namespace
+
+// The outputs computed per plane of `length` outputs (a multiple of the chunk size): the inputs the offsets read
+// must reach that far.
+int64_t padded_length(int64_t length) { return plan_of(length).padded(); }
+
+// The outputs summed at once (a chunk): its inputs and those of a block of planes should fit in L1.
+int64_t chunk_length(int64_t length) { return plan_of(length).nv * V; }
+
+// Whether lane masks (the compact layout) are available: AVX-512
+bool masked_loads() { return MASKED_LOADS; }
+
+// The samples whose chunks kept_grad reads at once
+int64_t grad_samples(int64_t length) { return samples_at_once(plan_of(length).nv); }
+
+namespace {
+
+// One layer's shapes at one input size, as conv_layout.py's Layout gives them (in this order): the input (C, H, W),
+// stride, the padding before rows and columns, the phase planes (hq, wq), the output (O, ho, wo); backward, the phase
+// rows r0.. (back_rows of them) that cover the input, and the zero rows above and below the output's gradient; the
+// zeros before the planes, and the phases read (bit p: phase p; a 1x1 kernel of stride 2 reads one of four).
+struct Geometry {
+  int64_t C, H, W, sy, sx, top, left, hq, wq, O, ho, wo, r0, back_rows, top_rows, below, guard, phases;
+  int64_t stack() const { return guard + sy * sx * C * hq * wq; }  // a sample's padded, phase-split input
+  int64_t length() const { return ho * wq; }  // outputs per plane, junk columns included
+  int64_t grad_plane() const { return (top_rows + ho + below) * wq; }  // an output gradient plane with its margin
+};
+
+Geometry geometry_of(const std::vector<int64_t>& v) {
+  TORCH_CHECK(v.size() == 18, "sparse_conv: the geometry takes 18 numbers");
+  return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16],
+          v[17]};
+}
+
+void check_sample(const at::Tensor& t, int64_t a, int64_t b, int64_t c, const char* what) {
+  check_float(t, what);
+  TORCH_CHECK(t.dim() == 4 && t.size(1) == a && t.size(2) == b && t.size(3) == c, "sparse_conv: ", what,
+              " must be (samples, ", a, ", ", b, ", ", c, "), not ", t.sizes());
+}
+
+// A thread's scratch of n floats, 64-byte aligned, zero where first made: the planes built in it keep their margins
+// zero, only their inside is written, sample after sample
+float* scratch(at::Tensor& t, int64_t n) {
+  if (t.numel() < n) t = at::zeros({n}, at::kFloat);
+  return t.data_ptr<float>();
+}
+
+// dst[0, n) = src[0, n) (+ add if ADD), vectorised (rows are short: 8-32 values)
+template <bool ADD = false>
+inline void copy_row(const float* src, float* dst, int64_t n, float add = 0.f) {
+  int64_t i = 0;
+  for (; i + V <= n; i += V) {
+    Vec v = Vec::loadu(src + i);
+    if (ADD) v = v + Vec(add);
+    v.store(dst + i);
+  }
+  if (i == n) return;
+#if defined(CPU_CAPABILITY_AVX512)
+  const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+  __m512 v = _mm512_maskz_loadu_ps(m, src + i);
+  if (ADD) v = _mm512_add_ps(v, _mm512_set1_ps(add));
+  _mm512_mask_storeu_ps(dst + i, m, v);
+#else
+  for (; i < n; i++) dst[i] = ADD ? src[i] + add : src[i];
+#endif
+}
+
+// the lanes l < 16 with lo <= base + l < hi, as a mask
+inline uint32_t lanes(int64_t base, int64_t lo, int64_t hi) {
+  const int64_t from = std::max<int64_t>(lo - base, 0), to = std::min<int64_t>(hi - base, 16);
+  return to > from ? ((1u << to) - 1) & ~((1u << from) - 1) : 0u;
+}
+
+// row[xq] = xr[xq * 2 + px - left] for xq < wq where that column is inside the input row (W values), else 0:
+// one phase of a row of stride 2, 16 values at a time (two loads de-interleaved)
+void phase_row2(const float* xr, int64_t W, int64_t px, int64_t left, float* row, int64_t wq) {
+#if defined(CPU_CAPABILITY_AVX512)
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (int64_t xq = 0; xq < wq; xq += 16) {
+    const int64_t base = 2 * xq + px - left;  // the input column of lane 0
+    const __m512 a = _mm512_maskz_loadu_ps(lanes(base, 0, W), xr + base);
+    const __m512 b = _mm512_maskz_loadu_ps(lanes(base + 16, 0, W), xr + base + 16);
+    _mm512_mask_storeu_ps(row + xq, lanes(xq, 0, wq), _mm512_permutex2var_ps(a, even, b));
+  }
+#else
+  for (int64_t xq = 0; xq < wq; xq++) {
+    const int64_t xx = xq * 2 + px - left;
+    if (xx >= 0 && xx < W) row[xq] = xr[xx];
+  }
+#endif
+}
+
+// to[xq * 2 + px - left] = row[xq] where that column is inside the input row (W values): the inverse of phase_row2,
+// 8 values at a time (spread to every other lane, stored under a mask)
+void unphase_row2(const float* row, int64_t wq, int64_t px, int64_t left, float* to, int64_t W) {
+#if defined(CPU_CAPABILITY_AVX512)
+  const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const uint32_t parity = px ? 0xAAAAu : 0x5555u;
+  for (int64_t xq = 0; xq < wq; xq += 8) {
+    const int64_t base = 2 * xq - left;  // the input column of lane 0
+    const __m512 v = _mm512_maskz_loadu_ps(lanes(xq, 0, wq) & 0xFF, row + xq);
+    _mm512_mask_storeu_ps(to + base, lanes(base, 0, W) & parity, _mm512_permutexvar_ps(spread, v));
+  }
+#else
+  for (int64_t xq = 0; xq < wq; xq++) {
+    const int64_t xx = xq * 2 + px - left;
+    if (xx >= 0 && xx < W) to[xx] = row[xq];
+  }
+#endif
+}
+
+// The inside of a sample's padded phase stack (its margins are zero, `scratch`), the phases read only:
+// stack[((py * sx + px) * C + c) * hq * wq + yq * wq + xq] = x[c, yq * sy + py - top, xq * sx + px - left]
+void build_stack(const Geometry& g, const float* x, float* stack) {
+  for (int64_t phase = 0; phase < g.sy * g.sx; phase++) {
+    if (!(g.phases >> phase & 1)) continue;
+    const int64_t py = phase / g.sx, px = phase % g.sx;
+    for (int64_t c = 0; c < g.C; c++) {
+      float* plane = stack + g.guard + (phase * g.C + c) * g.hq * g.wq;
+      for (int64_t yq = 0; yq < g.hq; yq++) {
+        const int64_t y = yq * g.sy + py - g.top;
+        if (y < 0 || y >= g.H) continue;
+        const float* xr = x + (c * g.H + y) * g.W;
+        float* row = plane + yq * g.wq;
+        if (g.sx == 1) {
+          copy_row(xr, row + g.left, g.W);
+        } else if (g.sx == 2) {
+          phase_row2(xr, g.W, px, g.left, row, g.wq);
+        } else {
+          for (int64_t xq = 0; xq < g.wq; xq++) {
+            const int64_t xx = xq * g.sx + px - g.left;
+            if (xx >= 0 && xx < g.W) row[xq] = xr[xx];
+          }
+        }
+      }
+    }
+  }
+}
+
+// The inside of an output gradient plane as the kernels read it (its margins are zero, `scratch`): `above` zero
+// rows, then the rows of gy (ho, wo), wq wide
+void pad_grad(const Geometry& g, const float* gy, int64_t above, float* out) {
+  for (int64_t y = 0; y < g.ho; y++) copy_row(gy + y * g.wo, out + (above + y) * g.wq, g.wo);
+}
+
+// a computed output plane (ho rows wq wide) cropped to (ho, wo), plus the bias if `bias`
+void crop(const Geometry& g, const float* plane, const float* bias, float* y) {
+  for (int64_t r = 0; r < g.ho; r++) {
+    if (bias)
+      copy_row<true>(plane + r * g.wq, y + r * g.wo, g.wo, *bias);
+    else
+      copy_row(plane + r * g.wq, y + r * g.wo, g.wo);
+  }
+}
+
+// an input plane's gradient (phase rows r0.., wq wide) into the input's gradient gx (C, H, W) of the sample
+void fold(const Geometry& g, int64_t plane, const float* from, float* gx) {
+  const int64_t phase = plane / g.C, c = plane % g.C, py = phase / g.sx, px = phase % g.sx;
+  for (int64_t yq = 0; yq < g.back_rows; yq++) {
+    const int64_t y = (g.r0 + yq) * g.sy + py - g.top;
+    if (y < 0 || y >= g.H) continue;
+    const float* row = from + yq * g.wq;
+    float* to = gx + (c * g.H + y) * g.W;
+    if (g.sx == 1) {
+      copy_row(row + g.left, to, g.W);
+      continue;
+    }
+    if (g.sx == 2) {
+      unphase_row2(row, g.wq, px, g.left, to, g.W);
+      continue;
+    }
+    for (int64_t xq = 0; xq < g.wq; xq++) {
+      const int64_t xx = xq * g.sx + px - g.left;
+      if (xx >= 0 && xx < g.W) to[xx] = row[xq];
+    }
+  }
+}
+
+// Tasks (sample, block of rows) for `samples` samples of `rows` rows: enough of them for the threads, consecutive
+// ones sharing a sample (whose planes are built once per thread). The split changes no number.
+int64_t row_block(int64_t samples, int64_t rows) {
+  const int64_t wanted = 8 * at::get_num_threads();
+  return samples >= wanted ? rows : std::max<int64_t>(1, rows * samples / wanted);
+}
+
+// out[r, :] = sum over the entries of rows r0..r1 (of row `first` on, over all copies) of w * in[off + i], then
+// done(r, out row): chunk by chunk, so that a chunk's inputs stay in cache over the rows
+template <int64_t NV, typename Done>
+void shifted_rows(const Plan& plan, const Entries& e, const float* values, const float* in, int64_t first, int64_t r0,
+                  int64_t r1, float* out, int64_t stride, const Done& done) {
+  for (int64_t c = 0; c < plan.chunks; c++) {
+    for (int64_t b = 0; b < e.blocks; b++) {  // a block's planes (this chunk of them) stay in L1 over the rows
+      for (int64_t r = r0; r < r1; r++) {
+        const int64_t row = first + r, p = e.begin(row, b), end = e.begin(row, b + 1);
+        if (b > 0 && p == end) continue;
+        float* o = out + (r - r0) * stride + c * NV * V;
+        if (e.mask)
+          chunk_sum<NV, true>(in + c * NV * V, e, values, p, end, o, b > 0);
+        else
+          chunk_sum<NV, false>(in + c * NV * V, e, values, p, end, o, b > 0);
+      }
+    }
+  }
+  for (int64_t r = r0; r < r1; r++) done(r, out + (r - r0) * stride);
+}
+
+}  // namespace
+
+// y (N, O, ho, wo) = the convolution of x (N, C, H, W) with the kept values (rows: the copies' output channels, in
+// the values' order, `off`: where each reads the sample's padded phase stack), plus bias (K, O) if it has entries
+at::Tensor forward(const at::Tensor& x, const at::Tensor& values, const at::Tensor& bias, const at::Tensor& ptr,
+                   int64_t blocks, const at::Tensor& off, const at::Tensor& masks,
+                   const std::vector<int64_t>& geometry) {
+  const Geometry g = geometry_of(geometry);
+  check_sample(x, g.C, g.H, g.W, "the input");
+  check_float(values, "values");
+  const Plan plan = plan_of(g.length());
+  const int64_t N = x.size(0), O = g.O, Lp = plan.padded();
+  const Entries e = entries_of(ptr, blocks, off, masks, O, Lp, g.stack());
+  TORCH_CHECK(N % e.copies == 0 && values.numel() == off.numel(), "sparse_conv: samples or values do not match");
+  const bool has_bias = bias.numel() > 0;
+  if (has_bias) check_float(bias, "bias");
+  TORCH_CHECK(!has_bias || bias.numel() == e.copies * O, "sparse_conv: the bias must be (copies, out channels)");
+  at::Tensor y = at::empty({N, O, g.ho, g.wo}, x.options());
+  const float *xp = x.data_ptr<float>(), *w = values.data_ptr<float>();
+  const float* b = has_bias ? bias.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t per_copy = N / e.copies, block = row_block(N, O), tasks = ceil_div(O, block);
+  with_nv(plan.nv, [&](auto nv) {
+    at::parallel_for(0, N * tasks, 1, [&](int64_t lo, int64_t hi) {
+      at::Tensor stack_buffer, out_buffer;
+      float* stack = scratch(stack_buffer, g.stack());
+      float* out = scratch(out_buffer, block * Lp);
+      for (int64_t task = lo, built = -1; task < hi; task++) {
+        const int64_t n = task / tasks, r0 = task % tasks * block, first = n / per_copy * O;
+        if (n != built) build_stack(g, xp + n * g.C * g.H * g.W, stack), built = n;
+        shifted_rows<decltype(nv)::value>(plan, e, w, stack, first, r0, std::min(O, r0 + block), out, Lp,
+                                          [&](int64_t r, const float* plane) {
+          crop(g, plane, b ? b + first + r : nullptr, yp + (n * O + r) * g.ho * g.wo);
+        });
+      }
+    });
+  });
+  return y;
+}
+
+// The input's gradient gx (N, C, H, W) from the output's gy (N, O, ho, wo): each input plane (phase, channel) sums
+// the output gradient planes of its transposed entries (colptr, their values in that order), read at off_back in the
+// sample's output gradient planes padded with zero margins (pad_grad)
+at::Tensor input_grad(const at::Tensor& gy, const at::Tensor& values, const at::Tensor& colptr, int64_t blocks,
+                      const at::Tensor& off_back, const at::Tensor& masks, const std::vector<int64_t>& geometry) {
+  const Geometry g = geometry_of(geometry);
+  check_sample(gy, g.O, g.ho, g.wo, "the output's gradient");
+  check_float(values, "values");
+  const Plan plan = plan_of(g.back_rows * g.wq);
+  const int64_t N = gy.size(0), R = g.sy * g.sx * g.C, Lp = plan.padded(), P = g.grad_plane();
+  const Entries e = entries_of(colptr, blocks, off_back, masks, R, Lp, g.O * P);
+  TORCH_CHECK(N % e.copies == 0 && values.numel() == off_back.numel(), "sparse_conv: samples or values differ");
+  at::Tensor gx = at::empty({N, g.C, g.H, g.W}, gy.options());  // each element written once (fold)
+  const float *gp = gy.data_ptr<float>(), *w = values.data_ptr<float>();
+  float* gxp = gx.data_ptr<float>();
+  const int64_t per_copy = N / e.copies, block = row_block(N, R), tasks = ceil_div(R, block);
+  with_nv(plan.nv, [&](auto nv) {
+    at::parallel_for(0, N * tasks, 1, [&](int64_t lo, int64_t hi) {
+      at::Tensor grad_buffer, out_buffer;
+      float* grads = scratch(grad_buffer, g.O * P);
+      float* out = scratch(out_buffer, block * Lp);
+      for (int64_t task = lo, built = -1; task < hi; task++) {
+        const int64_t n = task / tasks, r0 = task % tasks * block;
+        if (n != built) {
+          for (int64_t o = 0; o < g.O; o++)
+            pad_grad(g, gp + (n * g.O + o) * g.ho * g.wo, g.top_rows, grads + o * P);
+          built = n;
+        }
+        shifted_rows<decltype(nv)::value>(plan, e, w, grads, n / per_copy * R, r0, std::min(R, r0 + block), out,
+                                          Lp, [&](int64_t r, const float* plane) {
+          fold(g, r, plane, gxp + n * g.C * g.H * g.W);
+        });
+      }
+    });
+  });
+  return gx;
+}
+
+// The gradients of the kept values (in their order) and of the bias (K, O): d values[p] = sum over the samples n of
+// p's copy and the outputs i of gy[n, o, i] * stack_n[off[p] + i], o being p's output channel
+std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& ptr, int64_t blocks,
+                                  const at::Tensor& off, const at::Tensor& masks,
+                                  const std::vector<int64_t>& geometry) {
+  const Geometry g = geometry_of(geometry);
+  check_sample(gy, g.O, g.ho, g.wo, "the output's gradient");
+  check_sample(x, g.C, g.H, g.W, "the input");
+  const Plan plan = plan_of(g.length());
+  const int64_t N = x.size(0), R = g.O, Lp = plan.padded(), P = ceil_div(Lp, g.wq) * g.wq;
+  const Entries e = entries_of(ptr, blocks, off, masks, R, Lp, g.stack());
+  TORCH_CHECK(N % e.copies == 0 && gy.size(0) == N, "sparse_conv: the samples do not match");
+  at::Tensor grad = at::empty({off.numel()}, x.options()), grad_bias = at::empty({e.copies, R}, x.options());
+  const float *xp = x.data_ptr<float>(), *gp = gy.data_ptr<float>();
+  float *dw = grad.data_ptr<float>(), *db = grad_bias.data_ptr<float>();
+  const int64_t per_copy = N / e.copies;
+  // tasks (copy, block of rows), each over all the copy's samples: few, since each builds all their stacks; one
+  // sample at a time: blocks whose lane-wise sums fit in L2 (ACC_BYTES)
+  const int64_t per_row = std::max<int64_t>(1, off.numel() / (e.copies * R));
+  const int64_t fits = plan_of(g.length()).nv <= TWO_SETS ? R : std::max<int64_t>(1, ACC_BYTES / (64 * per_row));
+  const int64_t block = std::min(ceil_div(R, ceil_div(2 * at::get_num_threads(), e.copies)), fits);
+  const int64_t tasks = ceil_div(R, block);
+  const auto hsum = [](const Vec& v) { return at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, v); };
+  with_nv(plan.nv, [&](auto nv) {
+    constexpr int64_t NV = decltype(nv)::value, NS = samples_at_once(NV);
+    at::parallel_for(0, e.copies * tasks, 1, [&](int64_t lo, int64_t hi) {
+      at::Tensor stack_buffer, grad_buffer;
+      float* stacks = scratch(stack_buffer, NS * g.stack());
+      float* grads = scratch(grad_buffer, NS * block * P);
+      std::vector<Vec> acc, bias_acc;
+      for (int64_t task = lo; task < hi; task++) {
+        const int64_t k = task / tasks, r0 = task % tasks * block, r1 = std::min(R, r0 + block);
+        if (r0 >= r1) continue;
+        const int64_t first = e.begin(k * R + r0), last = e.begin(k * R + r1);
+        std::fill(dw + first, dw + last, 0.f);
+        if (NS == 1) acc.assign(last - first, Vec(0.f));
+        bias_acc.assign(r1 - r0, Vec(0.f));
+        for (int64_t n = k * per_copy, ns; n < (k + 1) * per_copy; n += ns) {
+          ns = std::min(NS, (k + 1) * per_copy - n);
+          for (int64_t q = 0; q < NS; q++) {  // the last group of a copy: missing samples are zeros
+            if (q < ns)
+              build_stack(g, xp + (n + q) * g.C * g.H * g.W, stacks + q * g.stack());
+            else
+              std::fill(stacks + q * g.stack(), stacks + (q + 1) * g.stack(), 0.f);
+            for (int64_t r = r0; r < r1; r++) {
+              float* plane = grads + (q * block + r - r0) * P;
+              if (q >= ns) {
+                std::fill(plane, plane + P, 0.f);
+                continue;
+              }
+              pad_grad(g, gp + ((n + q) * R + r) * g.ho * g.wo, 0, plane);
+              Vec& total = bias_acc[r - r0];  // the bias's gradient, in a fixed order too
+              for (int64_t i = 0; i < Lp; i += V) total = total + Vec::loadu(plane + i);
+            }
+          }
+          for (int64_t c = 0; c < plan.chunks; c++) {
+            const float* in[NS];
+            for (int64_t q = 0; q < NS; q++) in[q] = stacks + q * g.stack() + c * NV * V;
+            for (int64_t b = 0; b < e.blocks; b++) {  // a block's planes (this chunk of them) stay in L1 over the rows
+              for (int64_t r = r0; r < r1; r++) {
+                const int64_t row = k * R + r, p = e.begin(row, b), end = e.begin(row, b + 1);
+                const float* gr[NS];
+                for (int64_t q = 0; q < NS; q++) gr[q] = grads + (q * block + r - r0) * P + c * NV * V;
+                if (p == end) continue;
+                if (e.mask)
+                  chunk_dots<NV, NS, true>(gr, in, e.off, e.mask, p, end, acc.data() + (p - first), dw + p);
+                else
+                  chunk_dots<NV, NS, false>(gr, in, e.off, e.mask, p, end, acc.data() + (p - first), dw + p);
+              }
+            }
+          }
+        }
+        if (NS == 1)
+          for (int64_t p = first; p < last; p++) dw[p] = hsum(acc[p - first]);
+        for (int64_t r = r0; r < r1; r++) db[k * R + r] = hsum(bias_acc[r - r0]);
+      }
+    });
+  });
+  return {grad, grad_bias};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("padded_length", &padded_length, "the outputs computed per plane of `length` outputs");
+  m.def("chunk_length", &chunk_length, "the outputs of a plane summed at once");
+  m.def("grad_samples", &grad_samples, "the samples whose chunks kept_grad reads at once");
+  m.def("masked_loads", &masked_loads, "whether lane masks (the compact layout) are available");
+  m.def("forward", &forward, "stacked sparse Conv2d forward (float32, CPU)");
+  m.def("input_grad", &input_grad, "the input's gradient of a stacked sparse Conv2d (float32, CPU)");
+  m.def("kept_grad", &kept_grad, "the gradients of the kept values and the bias (float32, CPU)");
+}
