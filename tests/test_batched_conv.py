@@ -101,8 +101,9 @@ def test_sparse_convolutions_match_separate_runs(tmp_path, name, optimizer):
 
 
 def test_convolutional_copies_batch_only_where_their_convolutions_train_sparse(tmp_path):
-    """Dense convolutions gain nothing from batching (they run copy by copy) and lose to the stacking's copies: such
-    copies train one after another; Linear-only models always batch."""
+    """Dense convolutions gain nothing from batching (they run copy by copy) and lose to the stacking's copies, and
+    residual networks lose to their stacking even with sparse convolutions: such copies train one after another;
+    Linear-only models always batch."""
     from ticketlab.accel import KERNELS, PURE_TORCH
 
     sparse_conv_kernel_or_fail()
@@ -112,4 +113,6 @@ def test_convolutional_copies_batch_only_where_their_convolutions_train_sparse(t
     assert not KERNELS.worth_batching(lightly_pruned)
     assert KERNELS.worth_batching(sparse)
     assert KERNELS.worth_batching(tickets_for("mlp", tmp_path / "c", cfg, k=2))
+    resnet = tickets_for("resnet", tmp_path / "d", cfg, k=2, rates=SPARSE_RATES, scope="layer")
+    assert not KERNELS.worth_batching(resnet)  # residual blocks and batch norm: measured slower batched
     assert PURE_TORCH.worth_batching(lightly_pruned)  # the base class: whatever `batchable` allowed

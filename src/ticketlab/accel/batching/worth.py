@@ -5,12 +5,16 @@ entries (sparse_conv.py). A dense convolution gains nothing: it runs copy by cop
 the stacking adds copies of every activation (8 Conv-6 tickets with dense layers only: 0.89x the throughput of
 sequential runs, benchmarks/ticket_batching.py). So copies of a convolutional network batch only where the
 convolutions left dense hold at most DENSE_CONV_SHARE of the convolutions' multiply-adds (a first layer on 3 input
-channels, a 1x1 shortcut); else the engine trains them one after another, each as `train` would alone."""
+channels, a 1x1 shortcut), and only plain convnets (nn.Sequential, stacked.py): copies of a residual network with
+batch norm run the model's own forward over stacked layers (stacked_modules.py), whose stacking and per-copy batch
+norm cost more than sparse convolutions save (8 ResNet-20 tickets at 16.8% kept: 0.87x the throughput of sequential
+runs). Otherwise the engine trains the copies one after another, each as `train` would alone."""
 
 import torch
 
-from ticketlab.accel.batching.batched_layers import CONVS
+from ticketlab.accel.batching.batched_layers import CONVS, Unsupported
 from ticketlab.accel.batching.sparse_conv import trains_sparse_conv
+from ticketlab.accel.batching.stacked import check_structure
 from ticketlab.core.counting import count
 from ticketlab.engine.accelerator import Ticket
 
@@ -22,6 +26,10 @@ def worth_batching(tickets: list[Ticket]) -> bool:
     convs = {name: m for name, m in model.named_modules() if type(m) in CONVS}
     if not convs:
         return True
+    try:
+        check_structure(model)
+    except Unsupported:
+        return False
     macs = {row.name: row.macs_dense for row in count(model).layers if row.name in convs}
     dense = sum(macs.get(name, 0) for name, m in convs.items() if not trains_sparse(name, m, tickets))
     return dense <= DENSE_CONV_SHARE * sum(macs.values())
