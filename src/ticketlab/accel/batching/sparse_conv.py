@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ticketlab.accel.batching.conv_layout import ConvGeometry, Layout
+from ticketlab.accel.batching.kept_entries import KeptEntries
 from ticketlab.accel.batching.sparse_linear import NO_TENSOR
 from ticketlab.accel.extensions import build
 
@@ -49,35 +50,16 @@ def trains_sparse_conv(module: nn.Conv2d, weight: torch.Tensor, masks: torch.Ten
     return kept <= most and kernel() is not None
 
 
-class SparseConvWeight:
+class SparseConvWeight(KeptEntries):
     """The kept entries of a stacked Conv2d weight (K, O, C, kh, kw) under stacked masks: `values` (a leaf, trained),
     `counts` (kept per copy), and where each reads the input, per input size (`layout`). Called on h (K, B, C, H, W)
     and a bias (K, O) or None, it is `torch.stack([F.conv2d(h[k], (dense * masks)[k], bias[k], stride, padding,
     dilation) for k in range(K)])` with gradients for h, the values and the bias."""
 
     def __init__(self, dense: torch.Tensor, masks: torch.Tensor, stride=1, padding=0, dilation=1):
-        self.shape = dense.shape
+        super().__init__(dense, masks)
         self.geometry = ConvGeometry(tuple(dense.shape[1:]), stride, padding, dilation)
-        self.index = masks.reshape(-1).nonzero().squeeze(1)  # flat positions in the stacked dense weight
-        self.per_copy = dense[0].numel()
-        copy = self.index // self.per_copy
-        self.counts = torch.bincount(copy, minlength=dense.shape[0]).tolist()
-        self.values = dense.detach().reshape(-1)[self.index].requires_grad_(True)
-        self.step = None  # the trainer's slot for a step taken in the backward pass (attribute only here)
         self.layouts: dict[tuple[int, int], Layout] = {}
-
-    def copies(self, tensor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """`tensor` (default: the values) split into the copies' kept entries."""
-        return (self.values.detach() if tensor is None else tensor).split(self.counts)
-
-    def copy_index(self, k: int) -> torch.Tensor:
-        """Copy k's kept entries as flat positions in its own (O, C, kh, kw) weight."""
-        start = sum(self.counts[:k])
-        return self.index[start : start + self.counts[k]] - k * self.per_copy
-
-    @torch.no_grad()
-    def write_dense(self, dense: torch.Tensor) -> None:
-        dense.view(-1).index_copy_(0, self.index, self.values)
 
     def layout(self, height: int, width: int) -> Layout:
         """The padded input's shape and the entries' offsets for inputs of this size (made once per size)."""

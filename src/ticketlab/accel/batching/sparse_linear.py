@@ -11,6 +11,7 @@ import functools
 
 import torch
 
+from ticketlab.accel.batching.kept_entries import KeptEntries
 from ticketlab.accel.extensions import build
 
 # Up to here sparse layers were clearly faster than dense batched matmuls (benchmarks/sparse_training_layer.py:
@@ -34,14 +35,13 @@ def trains_sparse(weight: torch.Tensor, masks: torch.Tensor) -> bool:
     return cpu_float32 and weight.dim() == 3 and kept <= SPARSE_MAX_KEPT and kernel() is not None
 
 
-class SparseWeight:
+class SparseWeight(KeptEntries):
     """The kept entries of a stacked Linear weight (K, O, F) under stacked masks: `values` (a leaf, trained) and
     their CSR structure."""
 
     def __init__(self, dense: torch.Tensor, masks: torch.Tensor):
-        self.shape = dense.shape
+        super().__init__(dense, masks)
         k, self.out_features, in_features = dense.shape
-        self.index = masks.reshape(-1).nonzero().squeeze(1)  # flat positions in the stacked dense weight
         row = self.index // in_features  # over all copies' rows
         self.rowptr = pointers(row, k * self.out_features)
         self.col = (self.index % in_features).to(torch.int32)
@@ -51,23 +51,6 @@ class SparseWeight:
         key, self.perm = torch.sort(key)
         self.colptr = pointers(key // self.out_features, k * in_features)
         self.row = (key % self.out_features).to(torch.int32)
-        self.counts = torch.bincount(row // self.out_features, minlength=k).tolist()
-        self.per_copy = dense[0].numel()
-        self.values = dense.detach().reshape(-1)[self.index].requires_grad_(True)
-        self.step = None  # a StepInBackward (step_in_backward.py) to step the values and bias in the backward pass
-
-    def copies(self, tensor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """`tensor` (default: the values) split into the copies' kept entries."""
-        return (self.values.detach() if tensor is None else tensor).split(self.counts)
-
-    def copy_index(self, k: int) -> torch.Tensor:
-        """Copy k's kept entries as flat positions in its own (O, F) weight."""
-        start = sum(self.counts[:k])
-        return self.index[start : start + self.counts[k]] - k * self.per_copy
-
-    @torch.no_grad()
-    def write_dense(self, dense: torch.Tensor) -> None:
-        dense.view(-1).index_copy_(0, self.index, self.values)
 
     def __call__(self, h: torch.Tensor, bias: torch.Tensor | None, shared: bool = False,
                  relu: bool = False) -> torch.Tensor:
