@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from ticketlab.accel.batching.batched_layers import CONVS, Unsupported, conv, linear
+from ticketlab.accel.batching.kept_entries import KeptEntries
 from ticketlab.accel.batching.sparse_conv import SparseConvWeight
 from ticketlab.accel.batching.sparse_linear import SparseWeight
+from ticketlab.accel.batching.stacked_modules import stacked_template
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
@@ -65,8 +67,6 @@ class StackedModel:
         try:
             self.layers, self.template = check_structure(models[0]), None
         except Unsupported:  # any other model: its own forward over stacked leaves (stacked_modules.py)
-            from ticketlab.accel.batching.stacked_modules import stacked_template
-
             self.template, self.layers = stacked_template(models[0], self)
         self.k = len(models)
         self.training = True  # batch norm: batch statistics (updating the running ones), else the running ones
@@ -74,7 +74,7 @@ class StackedModel:
         self.buffers = stack([dict(m.named_buffers()) for m in models], device)
         self.names = list(self.params)
         self.current: dict[str, torch.Tensor] = {}  # the tensors of the copies a template forward runs
-        self.sparse: dict[str, SparseWeight] = {}  # Linear weights trained as their kept entries (train_sparse)
+        self.sparse: dict[str, KeptEntries] = {}  # weights trained as their kept entries (train_sparse)
         self.stale = False  # the sparse weights changed since `sync` (the trainer sets it after each step)
 
     def train_sparse(self, name: str, masks: torch.Tensor, module: nn.Module) -> None:
@@ -92,6 +92,8 @@ class StackedModel:
     def takes_feature_major(self) -> bool:
         """Whether the first layer past Flatten trains sparse: it reads a (K, B, F) input with the batch contiguous
         as is."""
+        if self.template is not None:  # the model's own forward takes its input as is
+            return False
         for name, module in self.layers:
             if not isinstance(module, nn.Flatten):
                 return isinstance(module, nn.Linear) and f"{name}.weight" in self.sparse
