@@ -23,8 +23,8 @@ from torch import nn
 
 from ticketlab.accel.batching.batched_layers import CONVS, Unsupported, conv, linear
 from ticketlab.accel.batching.kept_entries import KeptEntries
-from ticketlab.accel.batching.sparse_conv import SparseConvWeight
-from ticketlab.accel.batching.sparse_linear import SparseWeight
+from ticketlab.accel.batching.sparse_conv import SparseConvWeight, trains_sparse_conv
+from ticketlab.accel.batching.sparse_linear import SparseWeight, trains_sparse
 from ticketlab.accel.batching.stacked_modules import stacked_template
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
@@ -154,6 +154,13 @@ class StackedModel:
         finally:
             self.current = {}
         return out.unflatten(0, (k, -1))
+
+
+def trains_kept(module: nn.Module, weight: torch.Tensor, masks: torch.Tensor) -> bool:
+    """Whether a Linear or Conv2d layer's stacked weight under stacked masks trains as its kept entries."""
+    if isinstance(module, nn.Linear):
+        return trains_sparse(weight, masks)
+    return trains_sparse_conv(module, weight, masks)
 
 
 def stack(per_copy: list[dict[str, torch.Tensor]], device, grad: bool = False) -> dict[str, torch.Tensor]:

@@ -33,9 +33,7 @@ from ticketlab.accel.batching.batches import batch, gathers_feature_major
 from ticketlab.accel.batching.checkpoints import NEXT, CopyState, reconcile, resume_step
 from ticketlab.accel.batching.evaluation import evaluate_copies
 from ticketlab.accel.batching.slots import Slots
-from ticketlab.accel.batching.sparse_conv import trains_sparse_conv
-from ticketlab.accel.batching.sparse_linear import trains_sparse
-from ticketlab.accel.batching.stacked import StackedModel
+from ticketlab.accel.batching.stacked import StackedModel, trains_kept
 from ticketlab.accel.batching.step_in_backward import StepInBackward
 from ticketlab.accel.kept_optimizer import KeptOptimizer
 from ticketlab.core.masked_update import MaskedUpdate
@@ -97,8 +95,7 @@ class BatchedRun:
         self.model = StackedModel([t.model for t in tickets], self.device)
         masks = self.masks()
         for name, module in self.model.weights() if sparse else []:
-            if name in masks and (trains_sparse(self.model.params[name], masks[name]) if isinstance(module, nn.Linear)
-                                  else trains_sparse_conv(module, self.model.params[name], masks[name])):
+            if name in masks and trains_kept(module, self.model.params[name], masks[name]):
                 self.model.train_sparse(name, masks[name], module)
         self.slots = Slots(self.model, [t.masks for t in tickets], masks)
         self.feature_major = gathers_feature_major(self.model, tickets, augment)

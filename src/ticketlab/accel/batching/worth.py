@@ -13,8 +13,7 @@ runs). Otherwise the engine trains the copies one after another, each as `train`
 import torch
 
 from ticketlab.accel.batching.batched_layers import CONVS, Unsupported
-from ticketlab.accel.batching.sparse_conv import trains_sparse_conv
-from ticketlab.accel.batching.stacked import check_structure
+from ticketlab.accel.batching.stacked import check_structure, trains_kept
 from ticketlab.core.counting import count
 from ticketlab.engine.accelerator import Ticket
 
@@ -31,14 +30,13 @@ def worth_batching(tickets: list[Ticket]) -> bool:
     except Unsupported:
         return False
     macs = {row.name: row.macs_dense for row in count(model).layers if row.name in convs}
-    dense = sum(macs.get(name, 0) for name, m in convs.items() if not trains_sparse(name, m, tickets))
+    dense = sum(macs.get(name, 0) for name, m in convs.items() if not sparse(f"{name}.weight", m, tickets))
     return dense <= DENSE_CONV_SHARE * sum(macs.values())
 
 
-def trains_sparse(name: str, module, tickets: list[Ticket]) -> bool:
+def sparse(weight: str, module, tickets: list[Ticket]) -> bool:
     """Whether the batched model would train this convolution's weight as its kept entries."""
-    weight = f"{name}.weight"
     if weight not in tickets[0].masks:
         return False
     masks = torch.stack([t.masks[weight] for t in tickets])
-    return trains_sparse_conv(module, module.weight.detach().expand(len(tickets), *module.weight.shape), masks)
+    return trains_kept(module, module.weight.detach().expand(len(tickets), *module.weight.shape), masks)
