@@ -35,8 +35,8 @@ def add_config_arguments(p):
 def add_batch_argument(p):
     p.add_argument("--batch-tickets", type=int, metavar="K",
                    help="train up to K ready stages (seeds, baselines) of one architecture as one batched model, "
-                        "whose Linear layers keeping <= 40%% train as their kept weights only; 1 = one at a time "
-                        "(default: train.batch_tickets, 8)")
+                        "whose layers keeping little (Linear <= 40%%, convolutions <= 30%%) train as their kept "
+                        "weights only, where batching pays; 1 = one at a time (default: train.batch_tickets, 8)")
 
 
 def add_threads_argument(p):
