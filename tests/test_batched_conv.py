@@ -28,15 +28,13 @@ from pathlib import Path
 from tests.test_batched_conv import CFG
 from ticketlab.accel.batching import train_batched
 from tests.test_batched_conv import resnet_tickets
-train_batched(resnet_tickets(Path(sys.argv[1]), sys.argv[2]), CFG)
+train_batched(resnet_tickets(Path(sys.argv[1])), CFG)
 """
 
 
-def resnet_tickets(root: Path, density: str) -> list:
-    """Two residual copies: "dense" (global, keeping 70%, 50%) or "sparse" (every layer keeping 20%, 15%: their
-    convolutions train as kept entries where the kernel is built)."""
-    if density == "dense":
-        return tickets_for("resnet", root, CFG, k=2)
+def resnet_tickets(root: Path) -> list:
+    """Two residual copies keeping 20% and 15% of every layer: their convolutions train as kept entries where the
+    kernel is built."""
     return tickets_for("resnet", root, CFG, k=2, rates=SPARSE_RATES, scope="layer")
 
 
@@ -55,12 +53,12 @@ def same(a: list, b: list) -> bool:
                for (ra, ta), (rb, tb) in zip(a, b, strict=True))
 
 
-def test_a_residual_group_killed_mid_run_resumes_to_its_uninterrupted_files(tmp_path, density="sparse"):
+def test_a_residual_group_killed_mid_run_resumes_to_its_uninterrupted_files(tmp_path):
     """Batch norm statistics, sparse convolutions' kept values and their optimizer state all resume exactly."""
-    train_batched(resnet_tickets(tmp_path / "reference", density), CFG)
+    train_batched(resnet_tickets(tmp_path / "reference"), CFG)
     expected = finished_files(tmp_path / "reference")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(killed), density], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(killed)], cwd=ROOT,
                             env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     deadline = time.time() + 120
     while not list(killed.glob("copy1/checkpoint.safetensors")) and time.time() < deadline:
@@ -69,7 +67,7 @@ def test_a_residual_group_killed_mid_run_resumes_to_its_uninterrupted_files(tmp_
     proc.wait()
     rows = (killed / "copy0" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(rows[-1])["step"] < 40, "killed too late to test a resume"
-    train_batched(resnet_tickets(killed, density), CFG)
+    train_batched(resnet_tickets(killed), CFG)
     assert same(finished_files(killed), expected)
 
 
