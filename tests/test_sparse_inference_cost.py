@@ -10,24 +10,32 @@ from ticketlab.deploy.sparse_inference import SparseConv2d, SparseLinear, layer_
 from .test_sparse_inference import assert_close_relative, patch_everywhere, pruned
 
 
+@pytest.mark.parametrize("build", ["numba", "torch"])
 @pytest.mark.parametrize(("rows", "cols", "density"), [(70, 300, 0.1), (5, 3, 0.5), (4, 6, 0.0), (33, 1, 1.0)])
-def test_csr_arrays_equal_torchs_to_sparse_csr_of_the_masked_weight(rows, cols, density):
+def test_csr_arrays_equal_torchs_to_sparse_csr_of_the_masked_weight(rows, cols, density, build, monkeypatch):
     import warnings
 
     from ticketlab.deploy.sparse_inference import CSRWeight
+    from ticketlab.deploy.sparse_inference import csr as csr_module
 
+    if build == "torch":
+        monkeypatch.setattr(csr_module, "_numba_parts", csr_module._torch_parts)
     g = torch.Generator().manual_seed(rows)
     weight = torch.randn(rows, cols, generator=g)  # no exact zeros: torch's CSR then holds exactly the kept weights
     mask = torch.rand(rows, cols, generator=g) < density
     mask[0] = False  # an empty row
-    csr = CSRWeight(weight, mask, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         expected = (weight * mask).to_sparse_csr()
+    original = weight.clone()
+    csr = CSRWeight(weight, mask, None)
+    assert torch.equal(weight, original)  # left alone unless asked
     assert torch.equal(csr.indptr, expected.crow_indices().to(torch.int32))
     assert torch.equal(csr.indices, expected.col_indices().to(torch.int32))
     assert torch.equal(csr.values, expected.values())
     assert csr.indptr.dtype == csr.indices.dtype == torch.int32
+    zeroed = CSRWeight(weight, mask, None, zero_pruned=True)
+    assert torch.equal(weight, original * mask) and torch.equal(zeroed.values, csr.values)
 
 
 def test_time_calls_bounds_the_calls_of_long_functions():

@@ -97,6 +97,24 @@ def _chain_forward(meta, ints, floats, x):
     return out
 
 
+def _csr_from_mask(weight, mask, zero_pruned, indptr, indices, values):
+    """A CSR weight from its (rows, cols) weight and uint8 mask in one pass, and with `zero_pruned` the weight's
+    pruned entries set to zero on the way. Branch-free: every column is written and the slot advances only where
+    kept (indices and values hold one spare slot)."""
+    k = 0
+    for i in range(mask.shape[0]):
+        indptr[i] = k
+        kept, row = mask[i], weight[i]
+        for j in range(kept.shape[0]):
+            indices[k] = j
+            values[k] = row[j]
+            k += kept[j]
+        if zero_pruned:
+            for j in range(kept.shape[0]):
+                row[j] *= kept[j]
+    indptr[mask.shape[0]] = k
+
+
 @functools.cache
 def numba_kernels() -> dict:
     """{(kernel, 1 for SpMV | 2 for SpMM): compiled function}, or {} when numba is not installed. Compiled
@@ -109,6 +127,7 @@ def numba_kernels() -> dict:
         ("numba-parallel", 1): numba.njit(parallel=True, **options)(_spmv_parallel),
         ("numba-parallel", 2): numba.njit(parallel=True, **options)(_spmm_parallel),
         "chain": numba.njit(**options)(_chain_forward),
+        "csr": numba.njit(**options)(_csr_from_mask),
     }
 
 

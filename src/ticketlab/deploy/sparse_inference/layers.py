@@ -10,13 +10,15 @@ from ticketlab.deploy.sparse_inference.csr import CSRWeight
 
 
 class SparseLayer(nn.Module):
-    """Common part: the dense layer kept as the fallback, the CSR weight, and the per-batch-size plan."""
+    """Common part: the dense layer kept as the fallback (its pruned weights zeroed in place: it must be a CPU layer
+    with a contiguous weight), the CSR weight, and the per-batch-size plan."""
 
     def __init__(self, dense: nn.Module, mask: torch.Tensor):
         super().__init__()
         self.dense = dense
         weight = dense.weight.detach()
-        self.csr = CSRWeight(weight.reshape(weight.shape[0], -1), mask.reshape(weight.shape[0], -1), dense.bias)
+        self.csr = CSRWeight(weight.reshape(weight.shape[0], -1), mask.reshape(weight.shape[0], -1), dense.bias,
+                             zero_pruned=True)
         self.density = self.csr.values.numel() / max(mask.numel(), 1)
         self.plan: dict[int, str] = {}  # measured batch size -> kernel
         self.timings: dict[int, dict[str, float]] = {}  # measured batch size -> {kernel: seconds}

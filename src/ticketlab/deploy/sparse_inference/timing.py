@@ -15,12 +15,14 @@ def time_calls(functions: dict, min_time: float = 0.05, rounds: int = 7, round_t
     Interference from other processes only ever adds time, so the fastest round is the best estimate; rounds of
     about `round_time` (shorter than a scheduler time slice) make it likely that some round ran undisturbed.
     At least `rounds` rounds, more while they fit in `min_time`; but when `rounds` rounds of one call each would
-    take more than `max_time` (default 4 x `min_time`), only the rounds that fit, maybe none: each function's first
-    call is a sample too (a 100M-weight layer's dense product at batch 64 takes 0.1 s; seven rounds of each of its
-    kernels took 8 s). The first call includes any compilation, so compile numba functions before timing them."""
+    take more than `max_time` (default 4 x `min_time`), only the rounds that fit in it after the first calls, maybe
+    none: each function's first call is a sample too (a 100M-weight layer's dense product takes 40 ms; seven rounds
+    of each of its kernels took 8 s). The first call includes any compilation, so compile numba functions before
+    timing them."""
     max_time = 4 * min_time if max_time is None else max_time
     best, calls = {}, {}
     short = max(round_time, max_time / (rounds * len(functions)))
+    started = time.perf_counter()
     for name, f in functions.items():  # the first call, then (unless it was long) a warm one for calibration
         best[name] = _seconds(f)
         if best[name] < short:
@@ -28,7 +30,7 @@ def time_calls(functions: dict, min_time: float = 0.05, rounds: int = 7, round_t
         calls[name] = max(1, int(round_time / max(best[name], 1e-7)))
     per_round = sum(calls[n] * best[n] for n in functions)
     if per_round * rounds > max_time:
-        rounds = int(max_time / per_round)
+        rounds = int(max(0.0, max_time - (time.perf_counter() - started)) / per_round)
     else:
         rounds = max(rounds, min(int(min_time / per_round), 10_000))
     for _ in range(rounds):
