@@ -6,10 +6,11 @@ Conv-6's conv2..conv6 on CIFAR-shaped input (64/128/256 channels, 32x32 down to 
 times the forward and backward pass (gradients of the input, the weights and the bias) of the sparse layer
 (`SparseConvWeight`) and of the dense per-copy loop of F.conv2d with the masked weights, one after the other; the
 ratio sparse/dense is the median over the rounds' pairs, with its range and noise. `--parts` also times the three
-kernels alone (forward, input gradient, kept values' gradient). The batched trainer trains a convolution sparse up
-to SPARSE_CONV_MAX_KEPT (ticketlab.accel.batching.sparse_conv), set from this table.
+kernels alone (forward, input gradient, kept values' gradient). `--relu`: each side with the ReLU that follows
+(fused into the sparse kernel; F.relu after the dense convolutions), as in Conv-6. The batched trainer trains a
+convolution sparse up to SPARSE_CONV_MAX_KEPT (ticketlab.accel.batching.sparse_conv), set from this table.
 Run: .venv/bin/python benchmarks/sparse_conv_layer.py [--layers conv6.conv2 ...] [--kept 0.05 0.1 ...]
-[--copies 8] [--batch 60] [--rounds 7] [--threads N] [--parts] [--smoke]
+[--copies 8] [--batch 60] [--rounds 7] [--threads N] [--parts] [--relu] [--smoke]
 """
 
 import argparse
@@ -45,12 +46,13 @@ def timings(functions: dict, rounds: int) -> dict:
     return times
 
 
-def layer_functions(shape: tuple, kept: float, copies: int, batch: int, parts: bool) -> dict:
+def layer_functions(shape: tuple, kept: float, copies: int, batch: int, parts: bool, relu: bool = False) -> dict:
     """The passes to time for one layer at one kept fraction, under random masks."""
     import torch
     import torch.nn.functional as F
 
     from ticketlab.accel.batching.sparse_conv import SparseConvWeight, kernel
+    from ticketlab.accel.batching.sparse_linear import NO_TENSOR
 
     c, o, size, stride = shape
     g = torch.Generator().manual_seed(0)
@@ -62,22 +64,26 @@ def layer_functions(shape: tuple, kept: float, copies: int, batch: int, parts: b
     sw = SparseConvWeight(w.detach(), masks, stride, 1, 1)
 
     def sparse():
-        torch.autograd.grad(sw(h, bias), (h, sw.values, bias), dy)
+        torch.autograd.grad(sw(h, bias, relu), (h, sw.values, bias), dy)
 
     def dense():
         y = torch.stack([F.conv2d(h[k], w[k], bias[k], stride, 1) for k in range(copies)])
-        torch.autograd.grad(y, (h, w, bias), dy)
+        torch.autograd.grad(F.relu(y) if relu else y, (h, w, bias), dy)
 
     functions = {"sparse": sparse, "dense": dense}
     if parts:
         lay, x, gy = sw.layout(size, size), h.detach().flatten(0, 1), dy.flatten(0, 1)
         values, b = sw.values.detach(), bias.detach()
+        out, where = kernel().forward(x, values, b, lay.ptr, lay.blocks, lay.off, lay.masks, lay.geometry(), relu,
+                                      False)
+        gate = out if relu else NO_TENSOR
         functions["forward"] = lambda: kernel().forward(x, values, b, lay.ptr, lay.blocks, lay.off, lay.masks,
-                                                        lay.geometry())
+                                                        lay.geometry(), relu, False)
         functions["input grad"] = lambda: kernel().input_grad(gy, values[lay.perm], lay.colptr, lay.back_blocks,
-                                                              lay.off_back, lay.masks_back, lay.geometry())
+                                                              lay.off_back, lay.masks_back, lay.geometry(), gate,
+                                                              where)
         functions["kept grad"] = lambda: kernel().kept_grad(gy, x, lay.grad_ptr, lay.grad_blocks, lay.off, lay.masks,
-                                                            lay.geometry())
+                                                            lay.geometry(), gate, where)
     return functions
 
 
@@ -91,6 +97,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the cores)")
     parser.add_argument("--parts", action="store_true", help="also time the three kernels alone")
+    parser.add_argument("--relu", action="store_true", help="each side with the ReLU after it (fused when sparse)")
     parser.add_argument("--smoke", action="store_true", help="one small layer, 10%% kept, 2 copies, batch 4, "
                         "3 rounds (a check that it runs)")
     args = parser.parse_args()
@@ -109,14 +116,16 @@ def main():
             print(f"skipped: {message}")
             return
         raise SystemExit(message)
-    print(f"{args.copies} copies, batch {args.batch}, forward + backward (input, weight and bias gradients), "
+    print(f"{args.copies} copies, batch {args.batch}, forward + backward (input, weight and bias gradients"
+          f"{', the ReLU after it' if args.relu else ''}), "
           f"{torch.get_num_threads()} threads; ms per pass, median of {args.rounds} interleaved rounds")
     parts = "   forward  input grad  kept grad" if args.parts else ""
     print(f"{'layer':<18} {'kept':>5} {'sparse':>8} {'dense':>8}{parts}   sparse/dense: median (range, noise)")
     before = loadavg()
     for name in args.layers:
         for kept in args.kept:
-            t = timings(layer_functions(LAYERS[name], kept, args.copies, args.batch, args.parts), args.rounds)
+            t = timings(layer_functions(LAYERS[name], kept, args.copies, args.batch, args.parts, args.relu),
+                        args.rounds)
             m = {part: statistics.median(v) for part, v in t.items()}
             ratio = paired_ratio(t["sparse"], t["dense"])
             extra = f" {m['forward']:9.1f} {m['input grad']:11.1f} {m['kept grad']:10.1f}" if args.parts else ""

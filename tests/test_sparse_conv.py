@@ -41,17 +41,20 @@ def built():
     return kernel()
 
 
-def run(h, w, masks, b, stride, padding, dilation):
-    """Output and gradients (input, kept values, bias) of the sparse layer and of the dense per-copy reference, under
-    the same non-uniform upstream gradient (inputs and upstream scaled: see the module's docstring)."""
+def run(h, w, masks, b, stride, padding, dilation, relu=False, pool=False):
+    """Output and gradients (input, kept values, bias) of the sparse layer and of the dense per-copy reference (with
+    the ReLU after it if `relu`, then a 2x2 max-pool if `pool`: fused into the kernel), under the same non-uniform
+    upstream gradient (inputs and upstream scaled: see the module's docstring)."""
     h = h / w[0].numel() ** 0.5 * w.shape[1] ** 0.5
     weight = SparseConvWeight(w * masks, masks, stride, padding, dilation)
     hs, bs = h.clone().requires_grad_(True), None if b is None else b.clone().requires_grad_(True)
-    y = weight(hs, bs)
+    y = weight(hs, bs, relu, pool)
     hd, wd = h.clone().requires_grad_(True), (w * masks).requires_grad_(True)
     bd = None if b is None else b.clone().requires_grad_(True)
     ref = torch.stack([F.conv2d(hd[k], wd[k], None if bd is None else bd[k], stride, padding, dilation)
                        for k in range(w.shape[0])])
+    ref = F.relu(ref) if relu else ref
+    ref = F.max_pool2d(ref.flatten(0, 1), 2).unflatten(0, ref.shape[:2]) if pool else ref
     upstream = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1)) / ref[0, :, 0].numel() ** 0.5
     y.backward(upstream)
     ref.backward(upstream)
@@ -70,19 +73,23 @@ def check(sparse, dense):
 @given(k=st.integers(1, 3), batch=st.integers(1, 9), c=st.integers(1, 6), o=st.integers(1, 6),
        height=st.sampled_from([1, 2, 3, 5, 7, 8, 11, 16]), width=st.sampled_from([1, 2, 4, 5, 8, 9, 13, 16]),
        size=st.sampled_from([1, 3, 5]), stride=st.integers(1, 2), padding=st.integers(0, 2),
-       dilation=st.integers(1, 2), kept=st.floats(0.0, 1.0), bias=st.booleans(), seed=st.integers(0, 2**16))
+       dilation=st.integers(1, 2), kept=st.floats(0.0, 1.0), bias=st.booleans(),
+       fused=st.sampled_from(["", "relu", "relu+pool"]), seed=st.integers(0, 2**16))
 def test_sparse_conv_equals_the_dense_masked_convolution_of_each_copy(built, k, batch, c, o, height, width, size,
-                                                                      stride, padding, dilation, kept, bias, seed):
+                                                                      stride, padding, dilation, kept, bias, fused,
+                                                                      seed):
     """Any shape (odd sizes, widths dividing 16: the compact layout), kernel 1/3/5, stride 1/2, padding 0..2,
-    dilation 1/2, any density (copies and rows with nothing kept), with and without bias."""
+    dilation 1/2, any density (copies and rows with nothing kept), with and without bias, with and without the
+    ReLU (and 2x2 max-pool: odd sizes drop a row and column) after it fused in."""
     reach = dilation * (size - 1) + 1
-    assume(height + 2 * padding >= reach and width + 2 * padding >= reach)
+    out = [(n + 2 * padding - reach) // stride + 1 for n in (height, width)]
+    assume(min(out) >= (2 if "pool" in fused else 1))
     g = torch.Generator().manual_seed(seed)
     masks = torch.rand(k, o, c, size, size, generator=g) < kept
     w = torch.randn(k, o, c, size, size, generator=g)
     b = torch.randn(k, o, generator=g) if bias else None
     h = torch.randn(k, batch, c, height, width, generator=g)
-    sparse, dense, weight = run(h, w, masks, b, stride, padding, dilation)
+    sparse, dense, weight = run(h, w, masks, b, stride, padding, dilation, "relu" in fused, "pool" in fused)
     assert weight.values.numel() == int(masks.sum()) and weight.counts == masks.flatten(1).sum(1).tolist()
     check(sparse, dense)
 
@@ -101,7 +108,8 @@ def test_layouts_with_several_blocks_and_chunks(built, shape):
     masks = torch.rand(2, 6, 96, kernel_size, kernel_size, generator=g) < 0.5
     w, b = torch.randn(masks.shape, generator=g), torch.randn(2, 6, generator=g)
     h = torch.randn(2, 3, 96, size, size, generator=g)
-    sparse, dense, weight = run(h, w, masks, b, stride, padding, dilation)
+    sparse, dense, weight = run(h, w, masks, b, stride, padding, dilation, relu=size % 2 == 0 or size % 3 == 0,
+                                pool=size % 3 == 0)
     check(sparse, dense)
     layout = weight.layout(size, size)
     assert layout.blocks > 1 and (size < 20 or layout.padded > built.chunk_length(layout.length))
@@ -122,7 +130,7 @@ def test_numbers_do_not_depend_on_the_thread_count(built):
         try:
             for n in (1, 2):
                 torch.set_num_threads(n)
-                results.append(run(h, w, masks, b, stride, 1, 1)[0])
+                results.append(run(h, w, masks, b, stride, 1, 1, relu=True, pool=size == 12)[0])
         finally:
             torch.set_num_threads(threads)
         for one, two in zip(*results, strict=True):

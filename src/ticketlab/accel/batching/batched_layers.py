@@ -49,11 +49,13 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -
     return torch.stack([torch.addmm(c, x, y) for x, y, c in zip(a, b, bias, strict=True)])
 
 
-def conv(module: nn.Module, w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool) -> torch.Tensor:
-    """w (K, O, C/g, *kernel); h (K, B, C, *spatial), or (B, C, *spatial) when shared -> (K, B, O, *spatial').
-    A sparse weight (sparse_conv.py) runs its kernel over all copies."""
+def conv(module: nn.Module, w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor, shared: bool,
+         relu: bool = False, pool: bool = False) -> torch.Tensor:
+    """w (K, O, C/g, *kernel); h (K, B, C, *spatial), or (B, C, *spatial) when shared -> (K, B, O, *spatial'). A sparse
+    weight (sparse_conv.py) runs its kernel over all copies, with `relu` and a 2x2 max-pool (`pool`) fused in (dense
+    weights take neither)."""
     if not torch.is_tensor(w):
-        return w(h.expand(w.shape[0], *h.shape) if shared else h, b)
+        return w(h.expand(w.shape[0], *h.shape) if shared else h, b, relu, pool)
     fn = CONVS[type(module)]
     # unbind, not h[k]: the backward of K selections would fill K zero tensors of the stacked size
     hs, ws = [h] * w.shape[0] if shared else h.unbind(0), w.unbind(0)

@@ -68,39 +68,45 @@ class SparseConvWeight(KeptEntries):
                                                  kernel())
         return self.layouts[height, width]
 
-    def __call__(self, h: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """h (K, B, C, H, W) -> (K, B, O, Ho, Wo): each copy's F.conv2d with its masked weight and bias."""
-        return SparseConv.apply(h, self.values, bias, self)
+    def __call__(self, h: torch.Tensor, bias: torch.Tensor | None, relu: bool = False,
+                 pool: bool = False) -> torch.Tensor:
+        """h (K, B, C, H, W) -> (K, B, O, Ho, Wo): each copy's F.conv2d with its masked weight and bias, then F.relu
+        if `relu`, then F.max_pool2d(., 2) if `pool` (after a ReLU only). Both are fused into the kernel: a batched
+        activation is too large for the caches, and a pass of their own over it, forward and backward, cost about
+        as much as the sparse convolution."""
+        return SparseConv.apply(h, self.values, bias, self, relu, pool)
 
 
 class SparseConv(torch.autograd.Function):
     """The kernel as an autograd function: gradients for the input, the kept values and the bias. The kernel adds the
-    bias as it writes the output, and sums the bias's gradient as it reads the output's (no pass of their own)."""
+    bias (and applies a fused ReLU) as it writes the output, and sums the bias's gradient (zeroed where the ReLU's
+    output is not positive) as it reads the output's: no pass of their own."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseConvWeight):
+    def forward(ctx, h: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, weight: SparseConvWeight,
+                relu: bool, pool: bool):
         k, b = h.shape[:2]
         lay = weight.layout(*h.shape[-2:])
         x = h.reshape(k * b, *h.shape[2:]).contiguous()
         bias_ = NO_TENSOR if bias is None else bias.detach().contiguous()
-        y = kernel().forward(x, values.detach().contiguous(), bias_, lay.ptr, lay.blocks, lay.off, lay.masks,
-                             lay.geometry())
-        ctx.save_for_backward(x, values)
+        y, where = kernel().forward(x, values.detach().contiguous(), bias_, lay.ptr, lay.blocks, lay.off, lay.masks,
+                                    lay.geometry(), relu, pool)
+        ctx.save_for_backward(x, values, y if relu else NO_TENSOR, where)
         ctx.layout = lay
         return y.unflatten(0, (k, b))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, values = ctx.saved_tensors
+        x, values, relu_out, where = ctx.saved_tensors
         lay = ctx.layout
         k, b = grad.shape[:2]
         gy = grad.reshape(k * b, *grad.shape[2:]).contiguous()
         grad_h = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
             gx = kernel().input_grad(gy, values.detach()[lay.perm], lay.colptr, lay.back_blocks, lay.off_back,
-                                     lay.masks_back, lay.geometry())
+                                     lay.masks_back, lay.geometry(), relu_out, where)
             grad_h = gx.unflatten(0, (k, b))
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             grad_values, grad_bias = kernel().kept_grad(gy, x, lay.grad_ptr, lay.grad_blocks, lay.off, lay.masks,
-                                                        lay.geometry())
-        return grad_h, grad_values, (grad_bias if ctx.needs_input_grad[2] else None), None
+                                                        lay.geometry(), relu_out, where)
+        return grad_h, grad_values, (grad_bias if ctx.needs_input_grad[2] else None), None, None, None

@@ -133,13 +133,13 @@ class StackedModel:
         params = {**self.params, **self.buffers, **self.sparse} if params is None else params
         if self.template is not None:
             return self.template_forward(x, shared, params)
-        h, layout, fused = x, RAW, False
+        h, layout, fused = x, RAW, 0
         for i, (name, module) in enumerate(self.layers):
-            if fused:  # this ReLU ran inside the sparse layer before it
-                fused = False
+            if fused:  # this ReLU (or max-pool) ran inside the sparse layer before it
+                fused -= 1
                 continue
-            relu_next = i + 1 < len(self.layers) and type(self.layers[i + 1][1]) is nn.ReLU
-            h, layout, shared, fused = forward_layer(name, module, params, h, layout, shared, relu_next)
+            after = [m for _, m in self.layers[i + 1 : i + 3]]
+            h, layout, shared, fused = forward_layer(name, module, params, h, layout, shared, after)
         if layout != FEATURES or shared:
             raise Unsupported("the model does not end in a Linear layer")
         return h
@@ -173,27 +173,43 @@ def stack(per_copy: list[dict[str, torch.Tensor]], device, grad: bool = False) -
 
 
 def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, layout: str, shared: bool,
-                  relu_next: bool = False):
-    """One layer for all copies: (output, its layout, whether it is still one input shared by all copies, whether
-    the ReLU that follows (`relu_next`) was applied with it: sparse layers fuse it in)."""
+                  after: list[nn.Module] = ()):
+    """One layer for all copies: (output, its layout, whether it is still one input shared by all copies, how many of
+    the layers `after` it were applied with it: sparse layers fuse a ReLU in, sparse convolutions also a 2x2
+    max-pool after the ReLU)."""
     if isinstance(module, ELEMENTWISE):
-        return module(h), layout, shared, False
+        return module(h), layout, shared, 0
     k = params[next(iter(params))].shape[0]
     if isinstance(module, nn.Flatten):
-        return to_features(h, layout, shared, k), FEATURES, shared, False
+        return to_features(h, layout, shared, k), FEATURES, shared, 0
     if isinstance(module, POOLS):
         h = to_image(h, layout)
-        return (module(h) if shared else module(h.flatten(0, 1)).unflatten(0, h.shape[:2])), IMAGE, shared, False
+        return (module(h) if shared else module(h.flatten(0, 1)).unflatten(0, h.shape[:2])), IMAGE, shared, 0
     w, b = params[f"{name}.weight"], (params[f"{name}.bias"] if module.bias is not None else None)
+    relu = len(after) > 0 and type(after[0]) is nn.ReLU
     if isinstance(module, nn.Linear):
         if layout == RAW and h.dim() == (2 if shared else 3):
             h, layout = to_features(h, layout, shared, k), FEATURES
         if layout != FEATURES:
             raise Unsupported(f"layer {name}: a Linear layer on unflattened input")
         if isinstance(w, SparseWeight):
-            return w(h, b, shared, relu=relu_next), FEATURES, False, relu_next
-        return linear(w, b, h, shared), FEATURES, False, False
-    return conv(module, w, b, to_image(h, layout), shared), IMAGE, False, False
+            return w(h, b, shared, relu=relu), FEATURES, False, int(relu)
+        return linear(w, b, h, shared), FEATURES, False, 0
+    if torch.is_tensor(w):
+        return conv(module, w, b, to_image(h, layout), shared), IMAGE, False, 0
+    pool = relu and len(after) > 1 and halving_max_pool(after[1])  # a sparse convolution applies these as it writes
+    return conv(module, w, b, to_image(h, layout), shared, relu, pool), IMAGE, False, int(relu) + int(pool)
+
+
+def halving_max_pool(module: nn.Module) -> bool:
+    """Whether `module` is nn.MaxPool2d(2): 2x2 windows, stride 2, no padding, floor mode (the fused one)."""
+    return (type(module) is nn.MaxPool2d and pair(module.kernel_size) == (2, 2)
+            and pair(module.stride or module.kernel_size) == (2, 2) and pair(module.padding) == (0, 0)
+            and pair(module.dilation) == (1, 1) and not module.ceil_mode and not module.return_indices)
+
+
+def pair(value) -> tuple:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def to_image(h: torch.Tensor, layout: str) -> torch.Tensor:

@@ -17,6 +17,8 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -275,23 +277,35 @@ float* scratch(at::Tensor& t, int64_t n) {
   return t.data_ptr<float>();
 }
 
-// dst[0, n) = src[0, n) (+ add if ADD), vectorised (rows are short: 8-32 values)
-template <bool ADD = false>
-inline void copy_row(const float* src, float* dst, int64_t n, float add = 0.f) {
+// dst[0, n) = src[0, n), plus `add` if ADD, then max(0, .) if RELU; with `gate`, zero where gate <= 0 (ReLU's
+// backward: gate is the ReLU's output). Vectorised (rows are short: 8-32 values)
+template <bool ADD = false, bool RELU = false>
+inline Vec row_op(Vec v, float add, const Vec* gate) {
+  if (ADD) v = v + Vec(add);
+  if (RELU) v = at::vec::maximum(v, Vec(0.f));
+  if (gate) v = v & (*gate > Vec(0.f));
+  return v;
+}
+
+template <bool ADD = false, bool RELU = false>
+inline void copy_row(const float* src, float* dst, int64_t n, float add = 0.f, const float* gate = nullptr) {
   int64_t i = 0;
   for (; i + V <= n; i += V) {
-    Vec v = Vec::loadu(src + i);
-    if (ADD) v = v + Vec(add);
-    v.store(dst + i);
+    const Vec g = gate ? Vec::loadu(gate + i) : Vec(0.f);
+    row_op<ADD, RELU>(Vec::loadu(src + i), add, gate ? &g : nullptr).store(dst + i);
   }
   if (i == n) return;
 #if defined(CPU_CAPABILITY_AVX512)
   const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-  __m512 v = _mm512_maskz_loadu_ps(m, src + i);
-  if (ADD) v = _mm512_add_ps(v, _mm512_set1_ps(add));
+  const Vec g = gate ? Vec(_mm512_maskz_loadu_ps(m, gate + i)) : Vec(0.f);
+  const Vec v = row_op<ADD, RELU>(Vec(_mm512_maskz_loadu_ps(m, src + i)), add, gate ? &g : nullptr);
   _mm512_mask_storeu_ps(dst + i, m, v);
 #else
-  for (; i < n; i++) dst[i] = ADD ? src[i] + add : src[i];
+  for (; i < n; i++) {
+    float v = ADD ? src[i] + add : src[i];
+    if (RELU) v = std::max(v, 0.f);
+    dst[i] = gate && !(gate[i] > 0.f) ? 0.f : v;
+  }
 #endif
 }
 
@@ -367,20 +381,78 @@ void build_stack(const Geometry& g, const float* x, float* stack) {
   }
 }
 
-// The inside of an output gradient plane as the kernels read it (its margins are zero, `scratch`): `above` zero
-// rows, then the rows of gy (ho, wo), wq wide
-void pad_grad(const Geometry& g, const float* gy, int64_t above, float* out) {
-  for (int64_t y = 0; y < g.ho; y++) copy_row(gy + y * g.wo, out + (above + y) * g.wq, g.wo);
-}
-
-// a computed output plane (ho rows wq wide) cropped to (ho, wo), plus the bias if `bias`
+// a computed output plane (ho rows wq wide) cropped to (ho, wo), plus the bias if `bias`, then the ReLU if RELU
+template <bool RELU>
 void crop(const Geometry& g, const float* plane, const float* bias, float* y) {
   for (int64_t r = 0; r < g.ho; r++) {
     if (bias)
-      copy_row<true>(plane + r * g.wq, y + r * g.wo, g.wo, *bias);
+      copy_row<true, RELU>(plane + r * g.wq, y + r * g.wo, g.wo, *bias);
     else
-      copy_row(plane + r * g.wq, y + r * g.wo, g.wo);
+      copy_row<false, RELU>(plane + r * g.wq, y + r * g.wo, g.wo);
   }
+}
+
+// The ReLU and 2x2 max-pool (stride 2, floor) after the convolution, of a computed plane (ho rows wq wide) plus the
+// bias: y[i, j] = max(0, the window's maximum), where[i, j] = the window's position (0..3, row-major) of its first
+// maximum, as torch's max_pool2d picks it (ties routed elsewhere would move gradients)
+void crop_pooled(const Geometry& g, const float* plane, const float* bias, float* y, uint8_t* where) {
+  const int64_t hp = g.ho / 2, wp = g.wo / 2;
+  const float add = bias ? *bias : 0.f;
+  for (int64_t i = 0; i < hp; i++) {
+    for (int64_t j = 0; j < wp; j++) {
+      const float* top = plane + 2 * i * g.wq + 2 * j;
+      const float v[4] = {top[0] + add, top[1] + add, top[g.wq] + add, top[g.wq + 1] + add};
+      int best = 0;
+      for (int q = 1; q < 4; q++)
+        if (v[q] > v[best] || std::isnan(v[q])) best = q;
+      y[i * wp + j] = v[best] > 0.f || std::isnan(v[best]) ? v[best] : 0.f;
+      where[i * wp + j] = static_cast<uint8_t>(best);
+    }
+  }
+}
+
+// Where the kernels read the output's gradient: gy itself, zeroed where a fused ReLU's output is not > 0 (`gate`),
+// or, with a fused max-pool (`where`), the pooled gradient routed to each window's maximum
+struct GradSource {
+  const float* gy;
+  const float* gate;  // the fused ReLU's (pooled) output, or nullptr
+  const uint8_t* where;  // the fused max-pool's choices, or nullptr
+  int64_t size;  // gy's elements per plane
+
+  // the inside of output gradient plane `plane` (sample * O + o) as the kernels read it (its margins are zero,
+  // `scratch`): `above` zero rows, then ho rows wq wide
+  void fill(const Geometry& g, int64_t plane, int64_t above, float* out) const {
+    const float* from = gy + plane * size;
+    const float* on = gate ? gate + plane * size : nullptr;
+    if (!where) {
+      for (int64_t y = 0; y < g.ho; y++) copy_row(from + y * g.wo, out + (above + y) * g.wq, g.wo, 0.f,
+                                                  on ? on + y * g.wo : nullptr);
+      return;
+    }
+    const uint8_t* at = where + plane * size;
+    for (int64_t y = 0; y < g.ho; y++) std::fill_n(out + (above + y) * g.wq, g.wo, 0.f);
+    const int64_t wp = g.wo / 2;
+    for (int64_t i = 0; i < size; i++)
+      if (on[i] > 0.f) out[(above + i / wp * 2 + at[i] / 2) * g.wq + i % wp * 2 + at[i] % 2] = from[i];
+  }
+};
+
+// The output's gradient gy (N, O, ho, wo), or (N, O, ho / 2, wo / 2) with a fused max-pool (`where`: uint8, shaped as
+// gy, or no elements); relu_out: the fused ReLU's (pooled) output, shaped as gy, or no elements
+GradSource grad_source_of(const Geometry& g, const at::Tensor& gy, const at::Tensor& relu_out,
+                          const at::Tensor& where) {
+  const bool pooled = where.numel() > 0;
+  check_sample(gy, g.O, pooled ? g.ho / 2 : g.ho, pooled ? g.wo / 2 : g.wo, "the output's gradient");
+  const bool gated = relu_out.numel() > 0;
+  if (gated) {
+    check_float(relu_out, "the ReLU's output");
+    TORCH_CHECK(relu_out.sizes() == gy.sizes(), "sparse_conv: the ReLU's output must be shaped as the gradient");
+  }
+  TORCH_CHECK(!pooled || (gated && where.scalar_type() == at::kByte && where.is_contiguous() &&
+                          where.sizes() == gy.sizes()),
+              "sparse_conv: a fused max-pool needs the ReLU's output and its choices (uint8) shaped as the gradient");
+  return {gy.data_ptr<float>(), gated ? relu_out.data_ptr<float>() : nullptr,
+          pooled ? where.data_ptr<uint8_t>() : nullptr, gy.size(2) * gy.size(3)};
 }
 
 // an input plane's gradient (phase rows r0.., wq wide) into the input's gradient gx (C, H, W) of the sample
@@ -437,10 +509,12 @@ void shifted_rows(const Plan& plan, const Entries& e, const float* values, const
 }  // namespace
 
 // y (N, O, ho, wo) = the convolution of x (N, C, H, W) with the kept values (rows: the copies' output channels, in
-// the values' order, `off`: where each reads the sample's padded phase stack), plus bias (K, O) if it has entries
-at::Tensor forward(const at::Tensor& x, const at::Tensor& values, const at::Tensor& bias, const at::Tensor& ptr,
-                   int64_t blocks, const at::Tensor& off, const at::Tensor& masks,
-                   const std::vector<int64_t>& geometry) {
+// the values' order, `off`: where each reads the sample's padded phase stack), plus bias (K, O) if it has entries,
+// then max(0, .) if `relu`, then a 2x2 max-pool (stride 2) if `pool`: fused in, no pass of their own over the output.
+// Returns y (pooled: (N, O, ho / 2, wo / 2)) and, pooled, each window's choice (uint8, as y; else no elements)
+std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& values, const at::Tensor& bias,
+                                const at::Tensor& ptr, int64_t blocks, const at::Tensor& off, const at::Tensor& masks,
+                                const std::vector<int64_t>& geometry, bool relu, bool pool) {
   const Geometry g = geometry_of(geometry);
   check_sample(x, g.C, g.H, g.W, "the input");
   check_float(values, "values");
@@ -451,7 +525,11 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& values, const at::Tens
   const bool has_bias = bias.numel() > 0;
   if (has_bias) check_float(bias, "bias");
   TORCH_CHECK(!has_bias || bias.numel() == e.copies * O, "sparse_conv: the bias must be (copies, out channels)");
-  at::Tensor y = at::empty({N, O, g.ho, g.wo}, x.options());
+  TORCH_CHECK(!pool || (relu && g.ho >= 2 && g.wo >= 2), "sparse_conv: a fused max-pool follows a fused ReLU");
+  const int64_t yh = pool ? g.ho / 2 : g.ho, yw = pool ? g.wo / 2 : g.wo;
+  at::Tensor y = at::empty({N, O, yh, yw}, x.options());
+  at::Tensor where = at::empty({pool ? N : 0, O, yh, yw}, x.options().dtype(at::kByte));
+  uint8_t* wp = pool ? where.data_ptr<uint8_t>() : nullptr;
   const float *xp = x.data_ptr<float>(), *w = values.data_ptr<float>();
   const float* b = has_bias ? bias.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
@@ -466,28 +544,35 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& values, const at::Tens
         if (n != built) build_stack(g, xp + n * g.C * g.H * g.W, stack), built = n;
         shifted_rows<decltype(nv)::value>(plan, e, w, stack, first, r0, std::min(O, r0 + block), out, Lp,
                                           [&](int64_t r, const float* plane) {
-          crop(g, plane, b ? b + first + r : nullptr, yp + (n * O + r) * g.ho * g.wo);
+          const int64_t at = (n * O + r) * yh * yw;
+          const float* bias_r = b ? b + first + r : nullptr;
+          if (pool)
+            crop_pooled(g, plane, bias_r, yp + at, wp + at);
+          else
+            relu ? crop<true>(g, plane, bias_r, yp + at) : crop<false>(g, plane, bias_r, yp + at);
         });
       }
     });
   });
-  return y;
+  return {y, where};
 }
 
-// The input's gradient gx (N, C, H, W) from the output's gy (N, O, ho, wo): each input plane (phase, channel) sums
-// the output gradient planes of its transposed entries (colptr, their values in that order), read at off_back in the
-// sample's output gradient planes padded with zero margins (pad_grad)
+// The input's gradient gx (N, C, H, W) from the output's gradient (grad_source_of: gy, and a fused ReLU's output and
+// max-pool's choices, if any): each input plane (phase, channel) sums the output gradient planes of its transposed
+// entries (colptr, their values in that order), read at off_back in the sample's output gradient planes padded with
+// zero margins (GradSource)
 at::Tensor input_grad(const at::Tensor& gy, const at::Tensor& values, const at::Tensor& colptr, int64_t blocks,
-                      const at::Tensor& off_back, const at::Tensor& masks, const std::vector<int64_t>& geometry) {
+                      const at::Tensor& off_back, const at::Tensor& masks, const std::vector<int64_t>& geometry,
+                      const at::Tensor& relu_out, const at::Tensor& where) {
   const Geometry g = geometry_of(geometry);
-  check_sample(gy, g.O, g.ho, g.wo, "the output's gradient");
+  const GradSource source = grad_source_of(g, gy, relu_out, where);
   check_float(values, "values");
   const Plan plan = plan_of(g.back_rows * g.wq);
   const int64_t N = gy.size(0), R = g.sy * g.sx * g.C, Lp = plan.padded(), P = g.grad_plane();
   const Entries e = entries_of(colptr, blocks, off_back, masks, R, Lp, g.O * P);
   TORCH_CHECK(N % e.copies == 0 && values.numel() == off_back.numel(), "sparse_conv: samples or values differ");
   at::Tensor gx = at::empty({N, g.C, g.H, g.W}, gy.options());  // each element written once (fold)
-  const float *gp = gy.data_ptr<float>(), *w = values.data_ptr<float>();
+  const float* w = values.data_ptr<float>();
   float* gxp = gx.data_ptr<float>();
   const int64_t per_copy = N / e.copies, block = row_block(N, R), tasks = ceil_div(R, block);
   with_nv(plan.nv, [&](auto nv) {
@@ -498,8 +583,7 @@ at::Tensor input_grad(const at::Tensor& gy, const at::Tensor& values, const at::
       for (int64_t task = lo, built = -1; task < hi; task++) {
         const int64_t n = task / tasks, r0 = task % tasks * block;
         if (n != built) {
-          for (int64_t o = 0; o < g.O; o++)
-            pad_grad(g, gp + (n * g.O + o) * g.ho * g.wo, g.top_rows, grads + o * P);
+          for (int64_t o = 0; o < g.O; o++) source.fill(g, n * g.O + o, g.top_rows, grads + o * P);
           built = n;
         }
         shifted_rows<decltype(nv)::value>(plan, e, w, grads, n / per_copy * R, r0, std::min(R, r0 + block), out,
@@ -516,16 +600,17 @@ at::Tensor input_grad(const at::Tensor& gy, const at::Tensor& values, const at::
 // p's copy and the outputs i of gy[n, o, i] * stack_n[off[p] + i], o being p's output channel
 std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& ptr, int64_t blocks,
                                   const at::Tensor& off, const at::Tensor& masks,
-                                  const std::vector<int64_t>& geometry) {
+                                  const std::vector<int64_t>& geometry, const at::Tensor& relu_out,
+                                  const at::Tensor& where) {
   const Geometry g = geometry_of(geometry);
-  check_sample(gy, g.O, g.ho, g.wo, "the output's gradient");
+  const GradSource source = grad_source_of(g, gy, relu_out, where);
   check_sample(x, g.C, g.H, g.W, "the input");
   const Plan plan = plan_of(g.length());
   const int64_t N = x.size(0), R = g.O, Lp = plan.padded(), P = ceil_div(Lp, g.wq) * g.wq;
   const Entries e = entries_of(ptr, blocks, off, masks, R, Lp, g.stack());
   TORCH_CHECK(N % e.copies == 0 && gy.size(0) == N, "sparse_conv: the samples do not match");
   at::Tensor grad = at::empty({off.numel()}, x.options()), grad_bias = at::empty({e.copies, R}, x.options());
-  const float *xp = x.data_ptr<float>(), *gp = gy.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
   float *dw = grad.data_ptr<float>(), *db = grad_bias.data_ptr<float>();
   const int64_t per_copy = N / e.copies;
   // tasks (copy, block of rows), each over all the copy's samples: few, since each builds all their stacks; one
@@ -562,7 +647,7 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
                 std::fill(plane, plane + P, 0.f);
                 continue;
               }
-              pad_grad(g, gp + ((n + q) * R + r) * g.ho * g.wo, 0, plane);
+              source.fill(g, (n + q) * R + r, 0, plane);
               Vec& total = bias_acc[r - r0];  // the bias's gradient, in a fixed order too
               for (int64_t i = 0; i < Lp; i += V) total = total + Vec::loadu(plane + i);
             }
