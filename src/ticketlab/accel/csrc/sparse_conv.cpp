@@ -9,8 +9,11 @@
 // shifted back, with zero margins); the kept values' gradient is a dot product per entry. Performance: chunks of up
 // to 16 vectors of a plane in registers; a row's entries in blocks of input planes that fit in L1 together; in the
 // compact layout (rows as wide as the input, dividing 16), taps past a row's end masked off per entry rather than
-// read from padding columns, so no junk outputs are computed. Every output element is summed by one thread in a
-// fixed order (the entries' and samples' order), so the numbers do not depend on the thread count.
+// read from padding columns, so no junk outputs are computed. A ReLU after the convolution, and a 2x2 max-pool after
+// that, are applied as the output is written and undone as its gradient is read (GradSource): a batched activation is
+// too large for the caches, so passes of their own would cost about as much as the convolution. Every output element is
+// summed by one thread in a fixed order (the entries' and samples' order), so the numbers do not depend on the thread
+// count.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
