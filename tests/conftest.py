@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -68,6 +69,30 @@ def run_cli(*args, cwd=None, timeout=300):
         [sys.executable, "-m", "ticketlab.cli", *map(str, args)],
         capture_output=True, text=True, cwd=cwd, timeout=timeout,
     )
+
+
+def run_clis(*argvs, cwd=None, timeout=300) -> list[subprocess.CompletedProcess]:
+    """Several independent real `ticketlab` commands, as many at a time as there are cores (each is ~2 s of start-up;
+    more at once only thrash a busy machine). `cwd`: one directory for all, or a list of one per command."""
+    cwds = cwd if isinstance(cwd, list) else [cwd] * len(argvs)
+    assert len(cwds) == len(argvs)
+    with ThreadPoolExecutor(min(len(argvs), os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda argv, where: run_cli(*argv, cwd=where, timeout=timeout), argvs, cwds))
+
+
+def main_in_process(capsys, *args):
+    """`ticketlab ARGS` through the CLI's own main() in this process, captured as a CompletedProcess. For the further
+    bad-input cases of a command whose real command line (run_cli) is tested beside them: one real process per
+    command, not per message (each costs ~2 s of start-up)."""
+    from ticketlab.cli import main
+
+    capsys.readouterr()  # what was printed before is not this command's
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's errors and --help
+        code = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_user_error(result, *needles):

@@ -9,7 +9,7 @@ from ticketlab.accel import KERNELS, PURE_TORCH, select
 from ticketlab.engine.lottery import Lottery
 from ticketlab.engine.presets import build_config
 
-from .conftest import assert_user_error, comparable, run_cli
+from .conftest import assert_user_error, comparable, main_in_process, run_cli
 
 FAST = ["train.steps=40it", "train.eval_every=20it", "train.checkpoint_every=20it", "lottery.levels=1",
         "lottery.baselines=[]", "train.batch_tickets=1", "train.optimizer=adam", "train.lr=0.001"]
@@ -32,10 +32,12 @@ def test_one_stage_trains_to_the_same_bits_with_and_without_kernels(tmp_path, on
     assert comparable(runs["kernels"]) == comparable(runs["torch"])
 
 
-def test_no_accel_runs_one_stage_at_a_time_and_refuses_batching(tmp_path):
+def test_no_accel_runs_one_stage_at_a_time_and_refuses_batching(tmp_path, capsys):
     common = ["run", "mlp-digits", "--runs-dir", str(tmp_path), "--quiet", "--set", "train.steps=10it",
               "--set", "train.eval_every=10it", "--set", "lottery.levels=1"]
-    assert_user_error(run_cli(*common, "--no-accel", "--batch-tickets", "4"), "--no-accel", "--batch-tickets 4")
+    # the refusal through `run`'s main() in this process (its real command line's errors: test_lottery.py)
+    assert_user_error(main_in_process(capsys, *common, "--no-accel", "--batch-tickets", "4"), "--no-accel",
+                      "--batch-tickets 4")
     assert not any(tmp_path.iterdir())  # refused before anything was written
     result = run_cli(*common, "--no-accel")
     assert result.returncode == 0, result.stderr

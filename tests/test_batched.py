@@ -22,7 +22,7 @@ from ticketlab.engine.stages import balanced_chunks, run_lotteries
 from ticketlab.engine.training import Diverged, train
 from ticketlab.models import build_model
 
-from .conftest import Tiny, assert_user_error, run_cli
+from .conftest import Tiny, assert_user_error, main_in_process
 
 ATOL = 1e-5
 
@@ -358,8 +358,9 @@ def test_engine_batches_seeds_and_baselines_bit_for_bit_like_separate_runs(tmp_p
         assert not list(b.root.rglob("checkpoint*.safetensors"))
 
 
-def test_bad_batch_tickets_is_refused(tmp_path):
-    assert_user_error(run_cli("run", "mlp-digits", "--batch-tickets", "0", "--runs-dir", tmp_path),
+def test_bad_batch_tickets_is_refused(tmp_path, capsys):
+    # through `run`'s main() in this process (its real command line's errors: test_lottery.py)
+    assert_user_error(main_in_process(capsys, "run", "mlp-digits", "--batch-tickets", "0", "--runs-dir", tmp_path),
                       "train.batch_tickets must be >= 1")
 
 

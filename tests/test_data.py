@@ -16,7 +16,7 @@ from ticketlab.data.normalise import CIFAR10_STATS, FASHION_MNIST_STATS, MNIST_S
 from ticketlab.data.safe_pickle import load_restricted
 from ticketlab.errors import TicketlabError
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process, run_cli, run_clis
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -360,13 +360,13 @@ def test_mnist1d_is_cached_and_leaves_global_rngs_alone(tmp_path, monkeypatch):
 
 
 def test_cli_info_and_list():
-    result = run_cli("data", "info", "digits", "--seed", "1")
+    result, listing = run_clis(["data", "info", "digits", "--seed", "1"], ["data", "list"])  # started together
     assert result.returncode == 0, result.stderr
     assert "digits: train 1,257, val 180, test 360; input (1, 8, 8); 10 classes" in result.stdout
-    listing = run_cli("data", "list")
     assert listing.returncode == 0 and "mnist1d" in listing.stdout and "cifar10" in listing.stdout
 
 
-def test_cli_missing_files_is_a_one_line_error(tmp_path):
+def test_cli_missing_files_is_a_one_line_error(tmp_path, capsys):
     assert_user_error(run_cli("data", "info", "mnist", "--root", tmp_path), "ticketlab data fetch mnist")
-    assert_user_error(run_cli("data", "info", "digits", "--val-size", "5000"), "val size 5000")
+    # the command's other message through its main() in this process (its real command line: above)
+    assert_user_error(main_in_process(capsys, "data", "info", "digits", "--val-size", "5000"), "val size 5000")

@@ -20,6 +20,8 @@ from ticketlab.engine.presets import build_config
 from ticketlab.errors import TicketlabError
 from ticketlab.models import build_model
 
+from .conftest import main_in_process
+
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 TICKETLAB = Path(sys.executable).with_name("ticketlab")
@@ -174,11 +176,14 @@ def run_dir(tmp_path_factory):
 
 
 def test_cli_exports_a_run_level_to_onnx_and_compacted(run_dir, tmp_path):
-    result = cli("export", run_dir, "--format", "onnx", "--compact", "--out", tmp_path / "small.onnx")
-    assert result.returncode == 0, result.stderr
-    assert "wrote" in result.stdout and "checked against PyTorch" in result.stdout
-    result = cli("export", run_dir, "--level", "1", "--format", "onnx", cwd=tmp_path)  # the default name
-    assert result.returncode == 0, result.stderr
+    argvs = [["export", run_dir, "--format", "onnx", "--compact", "--out", tmp_path / "small.onnx"],
+             ["export", run_dir, "--level", "1", "--format", "onnx"]]  # the default name, in the working directory
+    procs = [subprocess.Popen([str(TICKETLAB), *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path) for argv in argvs]  # independent: started together
+    (compacted, compacted_err), (_, full_err) = [p.communicate(timeout=300) for p in procs]
+    assert procs[0].returncode == 0, compacted_err
+    assert "wrote" in compacted and "checked against PyTorch" in compacted
+    assert procs[1].returncode == 0, full_err
     full = tmp_path / f"{Path(run_dir).name}-level_01.onnx"
     assert (tmp_path / "small.onnx").stat().st_size < full.stat().st_size
     shape = ort.InferenceSession(str(full), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[1:]
@@ -186,16 +191,18 @@ def test_cli_exports_a_run_level_to_onnx_and_compacted(run_dir, tmp_path):
     assert_close(run_onnx(tmp_path / "small.onnx", x), run_onnx(full, x))
 
 
-def test_cli_bad_input_is_one_line(run_dir, tmp_path):
+def test_cli_bad_input_is_one_line(run_dir, tmp_path, capsys):
     existing = tmp_path / "x.onnx"
     existing.write_bytes(b"mine")
     one_line_error(cli("export", run_dir, "--format", "onnx", "--out", existing), "already exists", "--force")
     assert existing.read_bytes() == b"mine"
+    # The command's other messages through its main() in this process (its real command line: above).
     checkpoint = tmp_path / "x.safetensors"
     checkpoint.write_bytes(b"mine too")
-    one_line_error(cli("export", run_dir, "--out", checkpoint), "already exists", "--force")  # every format
-    assert checkpoint.read_bytes() == b"mine too"
+    one_line_error(main_in_process(capsys, "export", run_dir, "--out", checkpoint), "already exists", "--force")
+    assert checkpoint.read_bytes() == b"mine too"  # every format
     checkpoint.unlink()
-    one_line_error(cli("export", run_dir, "--compact", "--out", tmp_path / "y.safetensors"), "--compact", "onnx")
-    one_line_error(cli("export", run_dir, "--format", "onnx", "--out", tmp_path), "is a directory")
+    one_line_error(main_in_process(capsys, "export", run_dir, "--compact", "--out", tmp_path / "y.safetensors"),
+                   "--compact", "onnx")
+    one_line_error(main_in_process(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path), "is a directory")
     assert only_file(tmp_path) == ["x.onnx"]

@@ -24,7 +24,7 @@ from ticketlab.engine.presets import build_config
 from ticketlab.errors import TicketlabError
 from ticketlab.models import build_model
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process, run_cli
 
 
 def one_level_run(root, rate: float):
@@ -163,14 +163,15 @@ def test_cli_exports_and_prints_the_ratios(runs, tmp_path):
     assert load_compact_masks(out).density() == pytest.approx(0.1, abs=0.001)
 
 
-def test_cli_bad_input(runs, tmp_path):
+def test_cli_bad_input(runs, tmp_path, capsys):
     assert_user_error(run_cli("export", runs[0.1], "--level", "7"), "no level 7", "levels: 0, 1")
+    # The command's other messages through its main() in this process (its real command line: above).
     broken = tmp_path / "run"
     shutil.copytree(runs[0.1], broken)
     masks = Masks.load(broken / "level_01" / "masks.safetensors")
     Masks({**masks, "fc1.bias": torch.ones(300, dtype=torch.bool)}).save(broken / "level_01" / "masks.safetensors")
-    assert_user_error(run_cli("export", broken, "--level", "1", "--format", "csr", "--out", tmp_path / "x"),
-                      "'fc1.bias'", "csr")
+    assert_user_error(main_in_process(capsys, "export", broken, "--level", "1", "--format", "csr", "--out",
+                                      tmp_path / "x"), "'fc1.bias'", "csr")
     (broken / "level_01" / "masks.safetensors").unlink()
-    assert_user_error(run_cli("export", broken, "--level", "1"), "no masks.safetensors")
-    assert_user_error(run_cli("export", tmp_path / "nowhere"), "run directory not found")
+    assert_user_error(main_in_process(capsys, "export", broken, "--level", "1"), "no masks.safetensors")
+    assert_user_error(main_in_process(capsys, "export", tmp_path / "nowhere"), "run directory not found")

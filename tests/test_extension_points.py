@@ -24,7 +24,7 @@ from ticketlab.engine.rewind import REWINDS, Rewind
 from ticketlab.errors import TicketlabError
 from ticketlab.models import MODELS
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process
 
 FAST = ["train.steps=60it", "train.eval_every=20it", "train.checkpoint_every=20it", "lottery.levels=1"]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -170,9 +170,10 @@ def test_a_user_registration_is_allowed_and_listed_at_once():
             from_dict({"prune": {"criterion": "smallest_first"}})
 
 
-def test_cli_refuses_an_unknown_criterion_in_one_line(tmp_path):
-    assert_user_error(run_cli("run", "mlp-digits", "--set", "prune.criterion=magnitud", "--runs-dir", tmp_path),
-                      "did you mean 'magnitude'", "allowed: magnitude, neuron, random")
+def test_cli_refuses_an_unknown_criterion_in_one_line(tmp_path, capsys):
+    # through `run`'s main() in this process (its real command line's errors: test_lottery.py)
+    assert_user_error(main_in_process(capsys, "run", "mlp-digits", "--set", "prune.criterion=magnitud", "--runs-dir",
+                                      tmp_path), "did you mean 'magnitude'", "allowed: magnitude, neuron, random")
     assert not any(tmp_path.iterdir())  # refused before anything is written
 
 

@@ -15,7 +15,7 @@ from ticketlab.data import REMOTES, fetch, load_dataset
 from ticketlab.data.fetch import download, extract_tar, fetch_remote
 from ticketlab.errors import TicketlabError
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process, run_cli
 from .test_data import cifar_files, idx_files
 
 
@@ -214,5 +214,7 @@ def test_cli_fetch_checksum_mismatch_exits_2(server, tmp_path):
     assert not any((tmp_path / "mnist").iterdir())
 
 
-def test_cli_fetch_unknown_name(tmp_path):
-    assert_user_error(run_cli("data", "fetch", "cifar100", "--dir", tmp_path), "unknown downloadable dataset")
+def test_cli_fetch_unknown_name(tmp_path, capsys):
+    # through the command's main() in this process (its real command line's errors: the checksum test above)
+    assert_user_error(main_in_process(capsys, "data", "fetch", "cifar100", "--dir", tmp_path),
+                      "unknown downloadable dataset")

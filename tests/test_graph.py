@@ -25,7 +25,7 @@ from ticketlab.models import build_model
 from ticketlab.models.graph import Graph, undirected_edges
 from ticketlab.report import load_runs, summary_table
 
-from .conftest import assert_user_error, file_stamps, run_cli
+from .conftest import assert_user_error, file_stamps, main_in_process, run_cli, run_clis
 
 CLASSES, FEATURES, PER_CLASS, N_ALL, N_TEST = 3, 8, 2, 30, 12
 SMOKE = ["train.steps=3it", "train.eval_every=1it", "train.checkpoint_every=2it", "lottery.levels=2"]
@@ -129,12 +129,14 @@ def test_planetoid_old_module_paths_and_forbidden_globals(tmp_path):
         read_planetoid(tmp_path, "cora")
 
 
-def test_missing_planetoid_file_is_named_with_how_to_get_it(tmp_path):
+def test_missing_planetoid_file_is_named_with_how_to_get_it(tmp_path, capsys):
     write_planetoid(tmp_path)
     (tmp_path / "ind.cora.ally").unlink()
     with pytest.raises(TicketlabError, match=r"missing .*ind\.cora\.ally .*kimiyoung/planetoid"):
         load_dataset("cora", root=tmp_path)
-    result = run_cli("run", "gcn-cora", "--runs-dir", tmp_path / "runs", "--set", f"data.root={tmp_path / 'none'}")
+    # through `run`'s main() in this process (its real command line's errors: test_lottery.py)
+    result = main_in_process(capsys, "run", "gcn-cora", "--runs-dir", tmp_path / "runs", "--set",
+                             f"data.root={tmp_path / 'none'}")
     assert_user_error(result, "ind.cora.x", "kimiyoung/planetoid")
 
 
@@ -327,10 +329,9 @@ def test_gcn_cora_preset_cli_run_resume_and_report(cora_dir, tmp_path):
     assert first.returncode == 0, first.stderr
     run_dir = next(tmp_path.glob("gcn-cora-*"))
     stamps = file_stamps(run_dir)
-    second = run_cli(*args)
+    second, report = run_clis(args, ["report", tmp_path])  # both only read the run
     assert second.returncode == 0, second.stderr
     assert stamps == file_stamps(run_dir)  # trained nothing
-    report = run_cli("report", tmp_path)
     assert report.returncode == 0, report.stderr
     assert "gcn on cora" in report.stdout and "81.88" in report.stdout  # the talk's figure beside ours
 

@@ -23,7 +23,7 @@ from ticketlab.engine.presets import build_config  # noqa: E402
 from ticketlab.errors import TicketlabError  # noqa: E402
 from ticketlab.models import build_model  # noqa: E402
 
-from .conftest import assert_user_error, file_stamps, run_cli  # noqa: E402
+from .conftest import assert_user_error, file_stamps, main_in_process, run_cli, run_clis  # noqa: E402
 
 SMOKE = ["train.steps=4it", "train.eval_every=2it", "train.checkpoint_every=2it", "data.batch_size=8"]
 PRUNED_KINDS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
@@ -285,10 +285,9 @@ def test_bert_mnli_smoke_from_the_command_line(tmp_path, bert_dir, glue_dir):
     stamps = file_stamps(env_runs)
     # dense, level 1, and its random-pruning and random-reinit baselines
     assert any(p.name == "summary.json" for p in stamps) and len(list(env_runs.rglob("summary.json"))) == 4
-    again = run_cli(*args)
+    again, report = run_clis(args, ["report", env_runs, "--out", tmp_path / "report"])  # both only read the runs
     assert again.returncode == 0, again.stderr
     assert file_stamps(env_runs) == stamps  # trained nothing
-    report = run_cli("report", env_runs, "--out", tmp_path / "report")
     assert report.returncode == 0, report.stderr
     assert "82.39" in (tmp_path / "report" / "report.md").read_text()  # the talk's figure beside ours
 
@@ -314,10 +313,11 @@ def test_tiny_bert_pairs_smoke_resume_and_report(tmp_path):
 
 # ---- bad input ----
 
-def test_label_count_mismatch_names_both(tmp_path, glue_dir):
+def test_label_count_mismatch_names_both(tmp_path, glue_dir, capsys):
     head2 = save_bert(tmp_path / "head2", head_labels=["no", "yes"])
-    result = run_cli("run", "bert-mnli", "--runs-dir", tmp_path / "runs", "--set", f"model.path={head2}",
-                     "--set", f"data.root={glue_dir[0]}")
+    # `run`'s main() in this process: its real command line's errors are test_lottery.py's test_cli_bad_inputs
+    result = main_in_process(capsys, "run", "bert-mnli", "--runs-dir", tmp_path / "runs", "--set",
+                             f"model.path={head2}", "--set", f"data.root={glue_dir[0]}")
     assert_user_error(result, str(head2), "head for 2 labels", "3 classes")
 
 

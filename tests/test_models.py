@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,6 +10,8 @@ from ticketlab.core.counting import example_input_for
 from ticketlab.core.masks import prunable_names
 from ticketlab.errors import TicketlabError
 from ticketlab.models import MODELS, build_model, model_info
+
+from .conftest import run_clis
 
 BIG = {"alexnet", "vgg16", "hf"}  # > 60M parameters: shape propagation on the meta device only
 
@@ -181,13 +181,15 @@ def test_user_registered_model_goes_through_build_model(scratch_registry):
     assert "tiny" in MODELS.names()
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ticketlab.cli", "models", *args],
-                          capture_output=True, text=True, timeout=60)
+@pytest.fixture(scope="module")
+def listed():
+    """`models`, `models --json` and `models vgg61` through the real command, started together."""
+    return dict(zip(["table", "json", "unknown"], run_clis(["models"], ["models", "--json"], ["models", "vgg61"]),
+                    strict=True))
 
 
-def test_cli_table_lists_every_model():
-    result = run_cli()
+def test_cli_table_lists_every_model(listed):
+    result = listed["table"]
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["name", "parameters", "prunable"]
@@ -196,8 +198,8 @@ def test_cli_table_lists_every_model():
     assert lenet.split()[1:5] == ["266,610", "266,200", "1x28x28", "10"]
 
 
-def test_cli_json():
-    result = run_cli("--json")
+def test_cli_json(listed):
+    result = listed["json"]
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert set(rows) == set(MODELS.names())
@@ -206,7 +208,7 @@ def test_cli_json():
     assert rows["alexnet"]["input_shape"] == [3, 227, 227]
 
 
-def test_cli_unknown_name_exits_2_with_one_line():
-    result = run_cli("vgg61")
+def test_cli_unknown_name_exits_2_with_one_line(listed):
+    result = listed["unknown"]
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "did you mean 'vgg16'" in result.stderr

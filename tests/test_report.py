@@ -12,7 +12,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.report import Stat, group_runs, load_runs, read_metrics, summary_table, write_report
 from ticketlab.report.figures import neuron_norms_of
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process, run_cli
 from .fake_runs import ACC, STOP, write_fake_run
 
 
@@ -217,9 +217,10 @@ def test_cli_default_out_is_inside_the_first_path(tmp_path):
     assert load_runs([run])[0].path == run  # the report folder is not mistaken for a run
 
 
-def test_cli_bad_path_exits_2_with_one_line(tmp_path):
+def test_cli_bad_path_exits_2_with_one_line(tmp_path, capsys):
     assert_user_error(run_cli("report", tmp_path / "no-such-run"), "no such run directory", "no-such-run")
-    assert_user_error(run_cli("report", tmp_path), "is not a run directory")
+    # the command's other message through its main() in this process (its real command line: above)
+    assert_user_error(main_in_process(capsys, "report", tmp_path), "is not a run directory")
 
 
 def test_a_level_still_training_in_every_seed_shows_its_mask_density(tmp_path):

@@ -11,17 +11,24 @@ from ticketlab.core.masks import Masks
 from ticketlab.models import build_model
 from ticketlab.paper.table1 import format_table1
 
+from .conftest import main_in_process, run_clis
+
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "ticketlab.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
-def result():
-    """The figures through the real command (`table1 --json`), computed once for the module."""
-    out = cli("table1", "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+def outputs():
+    """`table1 --json` and `table1` through the real command, started together, once for the module."""
+    return dict(zip(["json", "text"], run_clis(["table1", "--json"], ["table1"]), strict=True))
+
+
+@pytest.fixture(scope="module")
+def result(outputs):
+    """The figures of `table1 --json`."""
+    assert outputs["json"].returncode == 0, outputs["json"].stderr
+    return json.loads(outputs["json"].stdout)
 
 
 def ours(result, model):
@@ -59,8 +66,8 @@ def test_quoted_rows_are_labelled_and_matched_by_fraction(result):
     assert "quoted: talk" in text and "DISCREPANCY" in text and "1506.02626" in text
 
 
-def test_cli_table1_text(result):
-    text = cli("table1")
+def test_cli_table1_text(result, outputs):
+    text = outputs["text"]
     assert text.returncode == 0, text.stderr
     assert text.stdout == format_table1(result) + "\n"  # the same figures as --json
     assert "AlexNet" in text.stdout and "13.1x" in text.stdout and "Conv-6" in text.stdout
@@ -73,15 +80,17 @@ def test_quoted_only_rows_without_trained_weights_have_no_activation_figure(resu
 
 
 def test_cli_count(tmp_path):
-    out = cli("count", "lenet300")
-    assert out.returncode == 0, out.stderr
-    assert "fc1" in out.stdout and "266,200 prunable" in out.stdout
-    pruned = json.loads(cli("count", "lenet300", "--density-table", "lenet300", "--json").stdout)
-    assert pruned["total"]["prunable_kept"] == round(0.08 * 235_200) + round(0.09 * 30_000) + round(0.26 * 1_000)
     masks = Masks.ones(build_model("lenet300"))
     masks = Masks({**masks, "fc2.weight": torch.arange(30_000).reshape(100, 300) < 3_000})  # keep 10% of fc2
     masks.save(tmp_path / "m.safetensors")
-    data = json.loads(cli("count", "lenet300", "--masks", str(tmp_path / "m.safetensors"), "--json").stdout)
+    out, pruned, masked = run_clis(["count", "lenet300"],
+                                   ["count", "lenet300", "--density-table", "lenet300", "--json"],
+                                   ["count", "lenet300", "--masks", tmp_path / "m.safetensors", "--json"])
+    assert out.returncode == pruned.returncode == masked.returncode == 0, out.stderr + pruned.stderr + masked.stderr
+    assert "fc1" in out.stdout and "266,200 prunable" in out.stdout
+    pruned = json.loads(pruned.stdout)
+    assert pruned["total"]["prunable_kept"] == round(0.08 * 235_200) + round(0.09 * 30_000) + round(0.26 * 1_000)
+    data = json.loads(masked.stdout)
     fc2 = next(r for r in data["layers"] if r["name"] == "fc2")
     assert fc2["prunable_kept"] == 3_000 and fc2["macs_weight_sparse"] == 3_000 and fc2["macs_dense"] == 30_000
 
@@ -92,7 +101,8 @@ def test_cli_count(tmp_path):
     ["count", "lenet300", "--density-table", "alexnet"],
     ["count", "lenet300", "--masks", "/nonexistent/masks.safetensors"],
 ])
-def test_cli_bad_input_exits_2_with_one_line(args):
-    out = cli(*args)
+def test_cli_bad_input_exits_2_with_one_line(args, capsys):
+    # The first through the real command line, the others through its main() in this process.
+    out = cli(*args) if args == ["count", "lenet3000"] else main_in_process(capsys, *args)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "error" in out.stderr

@@ -23,7 +23,7 @@ from ticketlab.paper.theory.teacher import make_teacher, oracle_mask, sample
 from ticketlab.paper.theory.trainer import TrainSettings, train
 from ticketlab.paper.theory.verdict import WORDS
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process, run_cli
 
 
 def gen(seed=0):
@@ -304,8 +304,13 @@ def test_diverging_settings_report_nonfinite_trials(tmp_path):
     (["run", "norms", "--set", "M=40"], ["orthonormal patterns do not fit in d = 30"]),
     (["report", "."], ["no theory run directory"]),
 ])
-def test_bad_input_is_one_line_exit_2(args, needles, tmp_path):
-    assert_user_error(run_cli("theory", *args, cwd=tmp_path), *needles)
+def test_bad_input_is_one_line_exit_2(args, needles, tmp_path, capsys, monkeypatch):
+    if args == ["run", "phse"]:  # `theory run` through the real command line (`theory report`'s: above)
+        result = run_cli("theory", *args, cwd=tmp_path)
+    else:  # the other messages through the command's main() in this process
+        monkeypatch.chdir(tmp_path)
+        result = main_in_process(capsys, "theory", *args)
+    assert_user_error(result, *needles)
     assert not any(tmp_path.glob("theory-runs/*/results.json"))
 
 

@@ -11,7 +11,7 @@ from ticketlab.engine.presets import build_config
 from ticketlab.engine.threads import apply_threads, threads_override
 from ticketlab.errors import TicketlabError
 
-from .conftest import assert_user_error, run_cli
+from .conftest import assert_user_error, main_in_process, run_cli
 
 
 def test_threads_default_to_torchs_and_never_change_the_hash():
@@ -43,10 +43,11 @@ def test_apply_threads_sets_torch_and_zero_keeps_its_default():
         torch.set_num_threads(before)
 
 
-def test_run_records_its_threads_and_resumes_under_another_count(tmp_path):
+def test_run_records_its_threads_and_resumes_under_another_count(tmp_path, capsys):
     common = ["run", "mlp-digits", "--runs-dir", str(tmp_path), "--quiet", "--set", "train.steps=4it",
               "--set", "train.eval_every=4it", "--set", "lottery.levels=1", "--set", "lottery.baselines=[]"]
-    assert_user_error(run_cli(*common, "--threads", "-2"), "--threads", "-2")
+    # the message through `run`'s main() in this process (its real command line's errors: test_lottery.py)
+    assert_user_error(main_in_process(capsys, *common, "--threads", "-2"), "--threads", "-2")
     result = run_cli(*common, "--threads", "2")
     assert result.returncode == 0, result.stderr
     (run,) = tmp_path.glob("mlp-digits-*")

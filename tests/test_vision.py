@@ -4,6 +4,8 @@ data written in the official formats (MNIST IDX, CIFAR-10 python batches), resum
 
 import functools
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -22,7 +24,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.models import build_model
 from ticketlab.paper.table2 import PAPER, changed_settings, format_table2, table2
 
-from .conftest import assert_user_error, file_stamps, run_cli
+from .conftest import assert_user_error, file_stamps, main_in_process, run_clis
 from .test_data import write_cifar_dir, write_idx_dir
 
 TINY_VAL = 2  # the official 5,000-image validation split does not fit in tiny data: the in-process runs hold out 2
@@ -54,18 +56,30 @@ def data(tmp_path_factory):
     return root
 
 
+def run_everything(runs, data) -> None:
+    """conv6 and ResNet-50 in process (validation split of 2), LeNet-5 through the CLI at the same time (its own
+    process, its own run directory: the second core), all in one runs directory."""
+    lenet5 = subprocess.Popen([sys.executable, "-m", "ticketlab.cli", "run", "lenet5-mnist", "--runs-dir", str(runs),
+                               "--quiet", "--set", f"data.root={data}",
+                               *[a for o in SMOKE["lenet5-mnist"] for a in ("--set", o)]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lottery_module, "load_dataset", functools.partial(load_dataset, val_size=TINY_VAL))
+            for preset in ("conv6-cifar10", "resnet50-cifar10"):
+                Lottery.open(build_config(preset, overrides=[*SMOKE[preset], f"data.root={data}"]), runs, preset).run()
+        _, err = lenet5.communicate(timeout=600)
+    finally:
+        if lenet5.poll() is None:  # the in-process runs failed: stop ours
+            lenet5.kill()
+            lenet5.wait()
+    assert lenet5.returncode == 0, err
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data):
-    """conv6 and ResNet-50 in process (validation split of 4), LeNet-5 through the CLI: one runs directory."""
     runs = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lottery_module, "load_dataset", functools.partial(load_dataset, val_size=TINY_VAL))
-        for preset in ("conv6-cifar10", "resnet50-cifar10"):
-            cfg = build_config(preset, overrides=[*SMOKE[preset], f"data.root={data}"])
-            Lottery.open(cfg, runs, preset).run()
-    result = run_cli("run", "lenet5-mnist", "--runs-dir", runs, "--quiet", "--set", f"data.root={data}",
-                     *[a for o in SMOKE["lenet5-mnist"] for a in ("--set", o)])
-    assert result.returncode == 0, result.stderr
+    run_everything(runs, data)
     return runs
 
 
@@ -111,30 +125,34 @@ def test_resnet50_prunes_20_percent_globally_and_rewinds_late(runs):
 
 def test_resume_trains_nothing(runs, data, monkeypatch):
     before = file_stamps(runs)
-    monkeypatch.setattr(lottery_module, "load_dataset", functools.partial(load_dataset, val_size=TINY_VAL))
     monkeypatch.setattr("ticketlab.engine.stages.train", lambda *a, **k: pytest.fail("a finished stage trained again"))
-    for preset in ("conv6-cifar10", "resnet50-cifar10"):
-        Lottery.open(build_config(preset, overrides=[*SMOKE[preset], f"data.root={data}"]), runs, preset).run()
-    result = run_cli("run", "lenet5-mnist", "--runs-dir", runs, "--quiet", "--set", f"data.root={data}",
-                     *[a for o in SMOKE["lenet5-mnist"] for a in ("--set", o)])
-    assert result.returncode == 0, result.stderr
+    run_everything(runs, data)
     assert file_stamps(runs) == before
 
 
-def test_report_cli_puts_the_papers_figures_beside_ours(runs, tmp_path):
-    result = run_cli("report", runs, "--out", tmp_path)
+@pytest.fixture(scope="module")
+def reported(runs, tmp_path_factory):
+    """`report` and `table2 --json` on the runs through the real command, started together: (report, its folder,
+    table2)."""
+    out = tmp_path_factory.mktemp("report")
+    report, table = run_clis(["report", runs, "--out", out], ["table2", "--runs-dir", runs, "--json"])
+    return report, out, table
+
+
+def test_report_cli_puts_the_papers_figures_beside_ours(reported):
+    result, out, _ = reported
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("paper (%)") == 3
     for preset in VISION:
         paper = PAPER[preset]
         assert f"{paper.before:.2f}" in result.stdout and f"{paper.after:.2f}" in result.stdout
-    md = (tmp_path / "report.md").read_text()
+    md = (out / "report.md").read_text()
     assert md.count("Paper (the talk's Table 2") == 3 and md.count("not the published setup") == 3
     assert "Frankle & Carbin's MNIST network is LeNet-300-100" in md
 
 
-def test_table2_cli_json_aggregates_level0_and_the_best_level(runs):
-    result = run_cli("table2", "--runs-dir", runs, "--json")
+def test_table2_cli_json_aggregates_level0_and_the_best_level(runs, reported):
+    result = reported[2]
     assert result.returncode == 0, result.stderr
     rows = {row["preset"]: row for row in json.loads(result.stdout)}
     assert list(rows) == list(PAPER)
@@ -258,8 +276,10 @@ def test_mnist_images_into_a_cifar_net_are_refused(data):
         Lottery.open(cfg, data / "refused")
 
 
-def test_missing_cifar_files_name_the_file_and_the_fetch_command(tmp_path):
-    result = run_cli("run", "resnet50-cifar10", "--runs-dir", tmp_path / "runs", "--set", f"data.root={tmp_path}")
+def test_missing_cifar_files_name_the_file_and_the_fetch_command(tmp_path, capsys):
+    # through `run`'s main() in this process (its real command line's errors: test_lottery.py)
+    result = main_in_process(capsys, "run", "resnet50-cifar10", "--runs-dir", tmp_path / "runs", "--set",
+                             f"data.root={tmp_path}")
     assert_user_error(result, "cifar-10-batches-py", "ticketlab data fetch cifar10 --dir")
 
 

@@ -49,11 +49,16 @@ def mnist_mini(root=None) -> Source:
 def digits(root=None) -> Source:
     """scikit-learn's 1,797 8x8 handwritten digits."""
     require("sklearn", "the digits data set", "data", package="scikit-learn")
-    from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    x = scale_pixels(torch.from_numpy(bunch.data), maximum=16.0).view(-1, 1, 8, 8)
-    train, test = held_out_test(x, torch.from_numpy(bunch.target).to(torch.int64), 360)
+    def build():
+        from sklearn.datasets import load_digits  # importing scikit-learn takes ~1 s a process, hence the cache
+
+        bunch = load_digits()
+        return {"x": torch.from_numpy(bunch.data), "y": torch.from_numpy(bunch.target).to(torch.int64)}
+
+    raw = cached_tensors(f"digits-sklearn{version('scikit-learn')}", build)
+    x = scale_pixels(raw["x"], maximum=16.0).view(-1, 1, 8, 8)
+    train, test = held_out_test(x, raw["y"], 360)
     # No published constants for this set: standardise with the mean and std of the training portion.
     mean, std = train.x.mean().item(), train.x.std().item()
     stats = ((mean,), (std,))
