@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ticketlab.accel.batching.batched_layers import CONVS, Unsupported, conv, linear
+from ticketlab.accel.batching.conv_layout import pair
 from ticketlab.accel.batching.kept_entries import KeptEntries
 from ticketlab.accel.batching.sparse_conv import SparseConvWeight, trains_sparse_conv
 from ticketlab.accel.batching.sparse_linear import SparseWeight, trains_sparse
@@ -203,13 +204,11 @@ def forward_layer(name: str, module: nn.Module, params: dict, h: torch.Tensor, l
 
 def halving_max_pool(module: nn.Module) -> bool:
     """Whether `module` is nn.MaxPool2d(2): 2x2 windows, stride 2, no padding, floor mode (the fused one)."""
-    return (type(module) is nn.MaxPool2d and pair(module.kernel_size) == (2, 2)
-            and pair(module.stride or module.kernel_size) == (2, 2) and pair(module.padding) == (0, 0)
-            and pair(module.dilation) == (1, 1) and not module.ceil_mode and not module.return_indices)
-
-
-def pair(value) -> tuple:
-    return (value, value) if isinstance(value, int) else tuple(value)
+    if type(module) is not nn.MaxPool2d or module.ceil_mode or module.return_indices:
+        return False
+    shape = (pair(module.kernel_size, "max-pool kernel", 1), pair(module.stride or module.kernel_size, "stride", 1),
+             pair(module.padding, "padding", 0), pair(module.dilation, "dilation", 1))
+    return shape == ((2, 2), (2, 2), (0, 0), (1, 1))
 
 
 def to_image(h: torch.Tensor, layout: str) -> torch.Tensor:
