@@ -105,6 +105,9 @@ def main():
 
     from ticketlab.accel.batching.sparse_conv import kernel
     from ticketlab.bench.noise import load_since, loadavg, paired_ratio
+    from ticketlab.engine.heap import keep_freed_memory
+
+    keep_freed_memory()  # as `ticketlab` runs: both sides' large tensors reuse freed memory (engine/heap.py)
 
     if args.smoke:
         args.layers, args.kept, args.copies, args.batch, args.rounds = ["resnet20.64"], [0.1], 2, 4, 3

@@ -35,7 +35,9 @@ def main():
     import torch  # after parsing: --help answers without importing torch
 
     from ticketlab.bench import batching_times, format_batching, load_since, loadavg, sgemm_gflops
+    from ticketlab.engine.heap import keep_freed_memory
 
+    keep_freed_memory()  # as `ticketlab` runs: both sides' large tensors reuse freed memory (engine/heap.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.smoke:

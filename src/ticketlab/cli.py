@@ -5,6 +5,7 @@ import argparse
 import importlib
 import sys
 
+from ticketlab.engine.heap import keep_freed_memory
 from ticketlab.errors import TicketlabError
 from ticketlab.plugins import load_plugins
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     # Import only the command being run (fast start); all of them for the top-level help or a bad name.
     first = command_name(argv)
     args = build_parser([first] if first in COMMANDS else COMMANDS).parse_args(argv)
+    keep_freed_memory()  # the heap policy (engine/heap.py): no fresh pages for every step's large tensors
     try:
         load_plugins(requested_imports(args))  # before any command reads a model, data set or config
         return args.run(args) or 0

@@ -75,7 +75,10 @@ def die_with_parent() -> None:
 
 
 def main() -> int:
+    from ticketlab.engine.heap import keep_freed_memory
+
     die_with_parent()
+    keep_freed_memory()  # as the command line does (engine/heap.py)
     try:
         run_job(json.load(sys.stdin))
     except TicketlabError as e:
