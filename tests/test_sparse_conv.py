@@ -71,16 +71,16 @@ def check(sparse, dense):
 
 @settings(max_examples=60, deadline=None)
 @given(k=st.integers(1, 3), batch=st.integers(1, 9), c=st.integers(1, 6), o=st.integers(1, 6),
-       height=st.sampled_from([1, 2, 3, 5, 7, 8, 11, 16]), width=st.sampled_from([1, 2, 4, 5, 8, 9, 13, 16]),
+       height=st.sampled_from([1, 2, 3, 5, 7, 8, 11, 16]), width=st.sampled_from([1, 2, 4, 5, 8, 9, 13, 16, 32]),
        size=st.sampled_from([1, 3, 5]), stride=st.integers(1, 2), padding=st.integers(0, 2),
        dilation=st.integers(1, 2), kept=st.floats(0.0, 1.0), bias=st.booleans(),
        fused=st.sampled_from(["", "relu", "relu+pool"]), seed=st.integers(0, 2**16))
 def test_sparse_conv_equals_the_dense_masked_convolution_of_each_copy(built, k, batch, c, o, height, width, size,
                                                                       stride, padding, dilation, kept, bias, fused,
                                                                       seed):
-    """Any shape (odd sizes, widths dividing 16: the compact layout), kernel 1/3/5, stride 1/2, padding 0..2,
-    dilation 1/2, any density (copies and rows with nothing kept), with and without bias, with and without the
-    ReLU (and 2x2 max-pool: odd sizes drop a row and column) after it fused in."""
+    """Any shape (odd sizes, widths dividing 32: the compact layout where its chunks are whole rows), kernel 1/3/5,
+    stride 1/2, padding 0..2, dilation 1/2, any density (copies and rows with nothing kept), with and without bias,
+    with and without the ReLU (and 2x2 max-pool: odd sizes drop a row and column) after it fused in."""
     reach = dilation * (size - 1) + 1
     out = [(n + 2 * padding - reach) // stride + 1 for n in (height, width)]
     assume(min(out) >= (2 if "pool" in fused else 1))
@@ -96,7 +96,8 @@ def test_sparse_conv_equals_the_dense_masked_convolution_of_each_copy(built, k, 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's, about its own copy
 @pytest.mark.parametrize("shape", [
-    (8, 3, 1, 1, 1), (16, 3, 1, 1, 1), (8, 5, 2, 1, 1), (8, 3, 2, 2, 1),  # compact: rows dividing 16, as wide as in
+    (8, 3, 1, 1, 1), (16, 3, 1, 1, 1), (8, 5, 2, 1, 1), (8, 3, 2, 2, 1),  # compact: rows dividing 32, as wide as in
+    (32, 3, 1, 1, 1), (32, 5, 2, 1, 1),  # compact, rows of two vectors (their lanes masked apart) in chunks
     (20, 3, 1, 1, 1), (12, 4, "same", 1, 1), (9, 3, 1, 2, 1),  # several chunks a plane; an even 'same'; dilated
     (37, 3, 1, 1, 2), (36, 1, 0, 1, 2),  # stride 2: rows of more than 16 per phase; a 1x1 kernel reads one phase
 ])
@@ -113,7 +114,7 @@ def test_layouts_with_several_blocks_and_chunks(built, shape):
     check(sparse, dense)
     layout = weight.layout(size, size)
     assert layout.blocks > 1 and (size < 20 or layout.padded > built.chunk_length(layout.length))
-    assert layout.compact == (built.masked_loads() and 16 % size == 0)
+    assert layout.compact == (built.masked_loads() and 32 % size == 0)
     assert layout.phases == (1 if kernel_size == 1 else 2 ** (stride * stride) - 1)
 
 

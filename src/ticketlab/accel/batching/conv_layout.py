@@ -7,9 +7,10 @@ sx), output i = y * Wq + x reads the sample's flat stack at off + i, off = ((py 
 Wq + shx. Output rows are Wq wide: columns from Wo on are junk (cropped), never read by a valid output's tap. Hq has
 rows to spare so that the kernel's padded chunks stay inside the sample.
 
-Compact layout (stride 1, outputs as wide as the input, widths dividing 16, AVX-512): rows are W wide, without
-padding columns; a tap reading past a row's end is masked off per entry (`masks`: the lanes read) instead of reading
-zeros, so no junk columns are computed (8x8 planes: 64 outputs per plane, not 80). shx = kx * dx - left can then be
+Compact layout (stride 1, outputs as wide as the input, widths dividing 32, chunks of whole rows, AVX-512): rows are
+W wide, without padding columns; a tap reading past a row's end is masked off per entry (`masks`: the lanes read, for
+a chunk's even and odd vectors) instead of reading zeros, so no junk columns are computed (8x8 planes: 64 outputs per
+plane, not 80; 32x32: 1024, not 1088) and rows start on whole vectors. shx = kx * dx - left can then be
 negative: GUARD zeros before the first plane.
 
 Backward, input plane j reads the output's gradient at j - shift, padded with zero rows above and below (and zero
@@ -62,10 +63,12 @@ def blocks_of(channels: int, region: int, per_row: float) -> int:
 
 
 def lane_masks(shift: torch.Tensor, width: int) -> torch.Tensor:
-    """Compact layout: for entries reading columns x + shift of rows `width` wide (width divides 16), the
-    lanes of a 16-lane vector whose column is inside the row (bit l: lane l), as int32."""
-    x = torch.arange(16) % width + shift.unsqueeze(1)
-    return (((x >= 0) & (x < width)).to(torch.int64) << torch.arange(16)).sum(1).to(torch.int32)
+    """Compact layout: for entries reading columns x + shift of rows `width` wide (width divides 32), the lanes
+    whose column is inside the row, of two 16-lane vectors side by side (bit l: lane l; a chunk's even vectors take
+    the low half, its odd ones the high half), as int32."""
+    x = torch.arange(32) % width + shift.unsqueeze(1)
+    bits = (((x >= 0) & (x < width)).to(torch.int64) << torch.arange(32)).sum(1)
+    return torch.where(bits >= 2**31, bits - 2**32, bits).to(torch.int32)  # the same 32 bits, as a signed int
 
 
 class Layout:
@@ -81,8 +84,9 @@ class Layout:
         if self.ho < 1 or self.wo < 1:
             raise TicketlabError(f"sparse convolution: input {height}x{width} is smaller than the kernel "
                                  f"{g.kh}x{g.kw} (dilation {g.dilation}, padding {g.sides})")
-        self.compact = (kernel.masked_loads() and (sy, sx) == (1, 1) and self.wo == width and 16 % width == 0
-                        and self.ho * width % 16 == 0 and left <= GUARD)
+        self.compact = (kernel.masked_loads() and (sy, sx) == (1, 1) and self.wo == width and 32 % width == 0
+                        and all(kernel.chunk_length(rows * width) % width == 0 for rows in (self.ho, height))
+                        and left <= GUARD)
         # wq: a plane row's width; left: the column of the input's first one in it
         self.wq, self.left = (width, 0) if self.compact else (ceil_div(wp, sx), left)
         self.length, self.guard = self.ho * self.wq, GUARD if self.compact else 0

@@ -8,7 +8,7 @@
 // im2col. The input's gradient is the same sum over the transposed entries (input plane <- output gradient planes,
 // shifted back, with zero margins); the kept values' gradient is a dot product per entry. Performance: chunks of up
 // to 16 vectors of a plane in registers; a row's entries in blocks of input planes that fit in L1 together; in the
-// compact layout (rows as wide as the input, dividing 16), taps past a row's end masked off per entry rather than
+// compact layout (rows as wide as the input, dividing 32), taps past a row's end masked off per entry rather than
 // read from padding columns, so no junk outputs are computed. A ReLU after the convolution, and a 2x2 max-pool after
 // that, are applied as the output is written and undone as its gradient is read (GradSource): a batched activation is
 // too large for the caches, so passes of their own would cost about as much as the convolution. Every output element is
@@ -73,7 +73,7 @@ void with_nv(int64_t nv, const F& f) {
 struct Entries {
   const int64_t* ptr;
   const int64_t* off;
-  const int32_t* mask;  // per entry, the lanes to read (compact layout: taps past a row's end), or none
+  const int32_t* mask;  // per entry, the lanes to read (compact layout: taps past a row's end; fmadd_at), or none
   int64_t rows_per_copy, blocks, copies;
   int64_t begin(int64_t row, int64_t block = 0) const { return ptr[row * blocks + block]; }
 };
@@ -98,13 +98,15 @@ Entries entries_of(const at::Tensor& ptr, int64_t blocks, const at::Tensor& off,
           rows_per_copy, blocks, (ptr.numel() - 1) / (rows_per_copy * blocks)};
 }
 
-// acc + w * p[0, V) in the lanes whose bit in m is set (MASKED), acc elsewhere: one multiply-add with its load
-// folded in (a masked load and a multiply-add cost a fifth more)
+// acc + w * p[0, V) in the lanes whose bit in m is set (MASKED), acc elsewhere, for vector j of a chunk: m holds two
+// lane masks, for the even vectors (low half) and the odd ones (high half), which differ for rows 32 wide. One
+// multiply-add with its load folded in (a masked load and a multiply-add cost a fifth more)
 template <bool MASKED>
-inline Vec fmadd_at(const Vec& w, const float* p, const Vec& acc, int32_t m) {
+inline Vec fmadd_at(const Vec& w, const float* p, const Vec& acc, int32_t m, int64_t j) {
   if constexpr (MASKED) {
 #if defined(CPU_CAPABILITY_AVX512)
-    return _mm512_mask3_fmadd_ps(w, _mm512_loadu_ps(p), acc, static_cast<__mmask16>(m));
+    const uint32_t lanes = j & 1 ? static_cast<uint32_t>(m) >> 16 : static_cast<uint32_t>(m);
+    return _mm512_mask3_fmadd_ps(w, _mm512_loadu_ps(p), acc, static_cast<__mmask16>(lanes));
 #else
     TORCH_CHECK(false, "sparse_conv: lane masks need AVX-512");  // not reached: refused by entries_of
 #endif
@@ -146,8 +148,8 @@ __attribute__((always_inline)) inline void chunk_sum(const float* in, const Entr
       const int32_t m0 = MASKED ? mask[p] : 0, m1 = MASKED ? mask[p + 1] : 0;
 #pragma GCC unroll 16
       for (int64_t j = 0; j < NV; j++) {
-        a[j] = fmadd_at<MASKED>(w0, x0 + j * V, a[j], m0);
-        b[j] = fmadd_at<MASKED>(w1, x1 + j * V, b[j], m1);
+        a[j] = fmadd_at<MASKED>(w0, x0 + j * V, a[j], m0, j);
+        b[j] = fmadd_at<MASKED>(w1, x1 + j * V, b[j], m1, j);
       }
     }
 #pragma GCC unroll 16
@@ -159,7 +161,7 @@ __attribute__((always_inline)) inline void chunk_sum(const float* in, const Entr
     const Vec w(values[p]);
     const int32_t m = MASKED ? mask[p] : 0;
 #pragma GCC unroll 16
-    for (int64_t j = 0; j < NV; j++) a[j] = fmadd_at<MASKED>(w, x + j * V, a[j], m);
+    for (int64_t j = 0; j < NV; j++) a[j] = fmadd_at<MASKED>(w, x + j * V, a[j], m, j);
   }
 #pragma GCC unroll 16
   for (int64_t j = 0; j < NV; j++) a[j].store(out + j * V);
@@ -213,7 +215,7 @@ inline void chunk_dots(const float* const* g, const float* const* in, const int6
 #pragma GCC unroll 4
         for (int64_t q = 0; q < NS; q++) {
           Vec& chain = s[k][NS == 1 ? j & 1 : q];
-          chain = fmadd_at<MASKED>(gv[q][j], x[q][k] + j * V, chain, m[k]);
+          chain = fmadd_at<MASKED>(gv[q][j], x[q][k] + j * V, chain, m[k], j);
         }
     for (int64_t k = 0; k < E; k++) {
       sums[k] = s[k][0];
