@@ -26,13 +26,13 @@ def main():
     args = parser.parse_args()
     import torch  # after parsing: --help answers without importing torch
 
-    from ticketlab.bench import format_masked_training, load_since, loadavg, masked_training_times
+    from ticketlab.bench import format_masked_training, load_mark, load_since, masked_training_times
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.smoke:
         args.steps, args.repeats = 10, 2
-    before = loadavg()
+    before = load_mark()
     times = masked_training_times(args.steps, args.repeats)
     load = load_since(before)
     print(format_masked_training(times, args.steps, load.busy))

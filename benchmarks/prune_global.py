@@ -46,7 +46,7 @@ def main():
     args = parser.parse_args()
     import torch  # after parsing: --help answers without importing torch
 
-    from ticketlab.bench import load_since, loadavg, paired_ratio, spread, verdict
+    from ticketlab.bench import load_mark, load_since, paired_ratio, spread, verdict
     from ticketlab.core.masks import Masks
     from ticketlab.core.pruning import PruneSpec, prune
     from ticketlab.models import build_model
@@ -60,7 +60,7 @@ def main():
     weight_bytes = 4 * weights
     spec = PruneSpec(criterion="magnitude", scope="global", rate=0.2)
 
-    before = loadavg()
+    before = load_mark()
     prune(model, masks, spec)  # warm-up
     reset_peak_rss()
     base = rss_bytes()

@@ -104,7 +104,7 @@ def main():
     import torch  # after parsing: --help answers without importing torch
 
     from ticketlab.accel.batching.sparse_conv import kernel
-    from ticketlab.bench.noise import load_since, loadavg, paired_ratio
+    from ticketlab.bench.noise import load_mark, load_since, paired_ratio
     from ticketlab.engine.heap import keep_freed_memory
 
     keep_freed_memory()  # as `ticketlab` runs: both sides' large tensors reuse freed memory (engine/heap.py)
@@ -124,7 +124,7 @@ def main():
           f"{torch.get_num_threads()} threads; ms per pass, median of {args.rounds} interleaved rounds")
     parts = "   forward  input grad  kept grad" if args.parts else ""
     print(f"{'layer':<18} {'kept':>5} {'sparse':>8} {'dense':>8}{parts}   sparse/dense: median (range, noise)")
-    before = loadavg()
+    before = load_mark()
     for name in args.layers:
         for kept in args.kept:
             t = timings(layer_functions(LAYERS[name], kept, args.copies, args.batch, args.parts, args.relu),

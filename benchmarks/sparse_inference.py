@@ -24,7 +24,7 @@ def main():
     import torch  # after parsing: --help answers without importing torch
 
     from ticketlab.bench.inference import format_inference, inference_report, inference_rows
-    from ticketlab.bench.noise import load_since, loadavg
+    from ticketlab.bench.noise import load_mark, load_since
     from ticketlab.bench.workloads import BATCHES, DENSITIES, QUICK_DENSITIES, lenet300, vgg16_fc
 
     if args.threads:
@@ -32,7 +32,7 @@ def main():
     if args.smoke:
         print(inference_report(smoke=True))
         return
-    before = loadavg()
+    before = load_mark()
     densities = QUICK_DENSITIES if args.quick else DENSITIES
     models = {"lenet300": lenet300, "vgg16-fc": vgg16_fc}
     rows = inference_rows(models, densities, BATCHES, args.min_time, progress=True)

@@ -15,7 +15,7 @@ import time
 import torch
 
 from ticketlab.accel.batching.sparse_linear import NO_TENSOR, SparseWeight, kernel
-from ticketlab.bench.noise import load_since, loadavg, paired_ratio
+from ticketlab.bench.noise import load_mark, load_since, paired_ratio
 
 ROUNDS, CALLS = 7, 30
 
@@ -81,7 +81,7 @@ def main():
           f"{ROUNDS} interleaved rounds")
     print(f"{'kept':>5} {'sparse fwd':>11} {'sparse bwd':>11} {'+ input grad':>13} {'dense fwd':>10} "
           f"{'dense w grad':>13} {'+ input grad':>13}   sparse/dense (fwd+bwd): median (range, noise)")
-    before = loadavg()
+    before = load_mark()
     for kept in kept_fractions:
         t = layer_times(kept, x, dy, bias, g)
         m = {name: statistics.median(v) for name, v in t.items()}

@@ -23,7 +23,7 @@ def main():
     import torch  # after parsing: --help answers without importing torch
     from torch import nn
 
-    from ticketlab.bench.noise import Ratio, cv, load_since, loadavg, paired_ratio, spread, verdict
+    from ticketlab.bench.noise import Ratio, cv, load_mark, load_since, paired_ratio, spread, verdict
     from ticketlab.core.masks import Masks
     from ticketlab.core.pruning import PruneSpec, prune
     from ticketlab.deploy.sparse_inference import sparsify
@@ -36,7 +36,7 @@ def main():
     masks.apply(model)
     tiny = nn.Sequential(nn.Linear(64, 64))  # a converted layer loads numba's cached kernels once per process
     sparsify(tiny, prune(tiny, Masks.ones(tiny), PruneSpec(rate=0.9)))
-    before = loadavg()
+    before = load_mark()
     ours, torch_csr = [], []
     for _ in range(pairs):
         ours.append(timed(lambda: sparsify(model, masks, batch_sizes=(1, 64))))

@@ -99,9 +99,9 @@ def main() -> None:
         have_ray = not args.no_ray
     except ImportError:
         have_ray = False
-    from ticketlab.bench.noise import load_since, loadavg, paired_ratio, spread
+    from ticketlab.bench.noise import load_mark, load_since, paired_ratio, spread
 
-    before = loadavg()
+    before = load_mark()
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="sweep-bench", dir="/tmp") as tmp:
         head = None

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from ticketlab.bench.noise import load_since, loadavg, paired_ratio, spread, verdict
+from ticketlab.bench.noise import load_mark, load_since, paired_ratio, spread, verdict
 from ticketlab.paper.theory.phase import PhaseSettings, run_row
 from ticketlab.paper.theory.seeds import stream
 from ticketlab.paper.theory.teacher import Teacher, make_teacher
@@ -63,7 +63,7 @@ def main():
     singles = [Teacher(teacher.weights[t:t + 1], teacher.support[t:t + 1]) for t in range(s.trials)]
     cells = len(s.rs) * len(s.Ns) * len(s.variants)
     vectorised(dataclasses.replace(s, rs=s.rs[:1], Ns=s.Ns[:1]), teacher)  # warm-up
-    before, vec_times, loop_times = loadavg(), [], []
+    before, vec_times, loop_times = load_mark(), [], []
     for _ in range(args.repeats):  # alternating, so load hits both alike
         vec_seconds, vec_success = vectorised(s, teacher)
         loop_seconds, loop_success = loop(s, singles)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.bench.noise import load_since, loadavg, paired_ratio
+from ticketlab.bench.noise import load_mark, load_since, paired_ratio
 from ticketlab.core.masks import Masks
 from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.data import DATASETS, InMemory, Splits, load_dataset
@@ -201,7 +201,7 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.only, args.repeats = ["lenet300"], 2
-    before = loadavg()
+    before = load_mark()
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; medians of {args.repeats} alternating "
           f"repeats; samples/s per wall second, and per CPU second")
     print(f"{'model':<24} {'batch':>6} {'dense wall':>11} {'dense CPU':>10} {'masked wall':>12} {'masked CPU':>11} "

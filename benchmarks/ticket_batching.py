@@ -34,7 +34,7 @@ def main():
     args = parser.parse_args()
     import torch  # after parsing: --help answers without importing torch
 
-    from ticketlab.bench import batching_times, format_batching, load_since, loadavg, sgemm_gflops
+    from ticketlab.bench import batching_times, format_batching, load_mark, load_since, sgemm_gflops
     from ticketlab.engine.heap import keep_freed_memory
 
     keep_freed_memory()  # as `ticketlab` runs: both sides' large tensors reuse freed memory (engine/heap.py)
@@ -43,7 +43,7 @@ def main():
     if args.smoke:
         args.tickets, args.steps, args.repeats = 2, 2, 2
     steps = args.steps or (300 if args.model == "lenet300" else 30)
-    before = loadavg()
+    before = load_mark()
     times = batching_times(args.tickets, steps, args.repeats, progress=not args.smoke, model=args.model,
                            level=args.level)
     peak = sgemm_gflops(256 if args.smoke else 2048)

@@ -1,10 +1,14 @@
 """The benchmarks' statistics on known timings: medians, ranges, noise, and no verdict when noise exceeds the effect."""
 
 import math
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from ticketlab.bench.noise import Load, cv, paired_ratio, spread, verdict
+from ticketlab.bench.noise import Load, cv, load_mark, load_since, machine_cpu_seconds, paired_ratio, spread, verdict
 
 
 def test_cv_of_known_repeats():
@@ -52,18 +56,54 @@ def test_busy_machine_gets_no_verdict():
     assert verdict(steady, target=3.5, busy=True).startswith("no verdict: the machine is busy")
 
 
-@pytest.mark.parametrize(("before", "after", "cpus", "threads", "busy"), [
-    (0.1, 2.0, 2, 2, False),  # idle, then our 2 threads
-    (3.0, 4.5, 2, 2, True),   # others already fill both cores
-    (0.9, 1.5, 2, 1, False),  # one core free for our one thread
-    (1.8, 2.9, 2, 1, True),
+@pytest.mark.parametrize(("before", "after", "cpus", "threads", "others", "used", "busy"), [
+    (0.1, 2.0, 2, 2, None, None, False),  # load averages only: idle, then our 2 threads
+    (3.0, 4.5, 2, 2, None, None, True),   # others already fill both cores
+    (0.9, 1.5, 2, 1, None, None, False),  # one core free for our one thread
+    (1.8, 2.9, 2, 1, None, None, True),
+    (1.0, 2.0, 2, 2, 0.1, 1.9, False),  # the average still holds a run just before; the CPU time says no one else ran
+    (0.1, 2.0, 2, 2, 1.2, 0.8, True),   # another process took more than the cores we left free
+    (0.5, 1.5, 2, 1, 1.1, 0.9, True),   # a full machine: the other work took the core ours shared with it
+    (0.3, 1.3, 4, 1, 1.0, 1.0, False),  # one other job on one of 4 cores, three left for our one thread
 ])
-def test_load_busy(before, after, cpus, threads, busy):
-    load = Load(before, after, cpus, threads)
+def test_load_busy(before, after, cpus, threads, others, used, busy):
+    load = Load(before, after, cpus, threads, others, used)
     assert load.busy is busy
     assert f"{cpus} cores, {threads} threads used" in str(load)
+    assert ("other work used" in str(load)) == (others is not None)
+
+
+@pytest.mark.skipif(machine_cpu_seconds() is None, reason="no /proc/stat here")
+def test_our_own_work_is_not_counted_as_other_work():
+    """A child process spinning for 0.6 s between the marks is ours: the machine's busy time less ours leaves it
+    out."""
+    mark, machine = load_mark(), machine_cpu_seconds()
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.6\n"
+                    "while time.process_time() < end: pass"], check=True)
+    load = load_since(mark, threads=1)
+    busy_cores = (machine_cpu_seconds() - machine) / (time.monotonic() - start)
+    assert load.others is not None and 0 <= load.others <= busy_cores - 0.4
 
 
 def test_spread_line():
     assert spread([1.0, 2.0, 3.0]) == "median 2 s (1-3, cv 50.0%)"
     assert spread([0.5], unit="ms", scale=1e3) == "median 500 ms (500-500)"
+
+
+@pytest.mark.skipif(machine_cpu_seconds() is None, reason="no /proc/stat here")
+def test_bench_quick_on_a_loaded_machine_gives_no_verdict():
+    """`ticketlab bench --quick` while other processes keep every core busy: it says so and judges no target."""
+    from .conftest import run_cli
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        result = run_cli("bench", "--quick", "--only", "training", "--threads", "1", "--quiet")
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "busy: figures too noisy to judge" in out and "no verdict: the machine is busy" in out
+    assert not any(line.endswith((": met", ": not met")) for line in out.splitlines())

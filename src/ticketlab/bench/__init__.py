@@ -12,11 +12,11 @@ from ticketlab.bench.batching import (
 )
 from ticketlab.bench.export_size import export_report, export_rows, format_export
 from ticketlab.bench.inference import format_inference, inference_report, inference_rows
-from ticketlab.bench.noise import Load, Ratio, load_since, loadavg, paired_ratio, spread, verdict
+from ticketlab.bench.noise import Load, Ratio, load_mark, load_since, loadavg, paired_ratio, spread, verdict
 from ticketlab.bench.training import format_masked_training, masked_training_times, training_report
 
 __all__ = [
-    "Load", "Ratio", "load_since", "loadavg", "paired_ratio", "spread", "verdict",
+    "Load", "Ratio", "load_mark", "load_since", "loadavg", "paired_ratio", "spread", "verdict",
     "batching_report", "batching_times", "export_report", "export_rows", "format_batching", "format_export",
     "format_inference", "format_masked_training", "inference_report", "inference_rows", "masked_training_times",
     "sgemm_gflops", "train_flops_per_step", "training_report",

@@ -96,9 +96,9 @@ def _ratio(a: float, b: float) -> str:
 
 def inference_report(quick: bool = False, progress: bool = False, smoke: bool = False) -> str:
     """The section, with the machine load seen while it was measured. smoke: LeNet-300-100 at 2% kept, batch 1."""
-    from ticketlab.bench.noise import load_since, loadavg
+    from ticketlab.bench.noise import load_mark, load_since
 
-    before = loadavg()
+    before = load_mark()
     if smoke:
         rows = inference_rows({"lenet300": lenet300}, (0.02,), (1,), min_time=0.03, progress=progress)
     elif quick:

@@ -8,6 +8,7 @@ when that relative distance exceeds the noise; otherwise the benchmark says the 
 import math
 import os
 import statistics
+import time
 from dataclasses import dataclass
 
 
@@ -71,23 +72,44 @@ def verdict(r: Ratio, target: float, higher_is_better: bool = True, busy: bool =
 
 @dataclass(frozen=True)
 class Load:
-    """The 1-minute load average before and after a measurement, the cores, and the threads it used."""
+    """The machine's load around a measurement: the 1-minute load average before and after, the cores, the threads it
+    used and, where /proc/stat exists, the cores that other work (`others`) and the measurement itself (`used`) kept
+    busy on average meanwhile."""
 
     before: float
     after: float
     cpus: int
     threads: int
+    others: float | None = None
+    used: float | None = None
 
     @property
     def busy(self) -> bool:
-        """Other work (the load besides our own threads) leaves fewer free cores than the threads we used."""
-        others = max(self.before, self.after - self.threads)
-        return others > self.cpus - self.threads + 0.5
+        """Other work took cores our threads needed: more than the cores we left free, or more than half a core of a
+        machine that was full (then it wanted more than it got). Without CPU times, from the load averages, which
+        lag (a benchmark run just before counts as other work)."""
+        if self.others is None or self.used is None:
+            others = max(self.before, self.after - self.threads)
+            return others > self.cpus - self.threads + 0.5
+        full = self.others + self.used > self.cpus - 0.25
+        return self.others > self.cpus - self.threads + 0.5 or (full and self.others > 0.5)
 
     def __str__(self) -> str:
         state = "busy: figures too noisy to judge" if self.busy else "quiet enough"
-        return (f"machine load {self.before:.2f} before, {self.after:.2f} after (1-min average), "
+        during = "" if self.others is None else f", other work used {self.others:.2f} cores meanwhile"
+        return (f"machine load {self.before:.2f} before, {self.after:.2f} after (1-min average){during}, "
                 f"{self.cpus} cores, {self.threads} threads used: {state}")
+
+
+@dataclass(frozen=True)
+class LoadMark:
+    """Where a measurement starts: the load average, the machine's busy CPU seconds (None without /proc/stat), this
+    process's CPU seconds (its finished children's included) and the time."""
+
+    average: float
+    machine: float | None
+    own: float
+    time: float
 
 
 def loadavg() -> float:
@@ -97,11 +119,36 @@ def loadavg() -> float:
         return 0.0
 
 
-def load_since(before: float, threads: int | None = None) -> Load:
-    """The Load of a measurement that started at load average `before` and ends now; `threads`: those it used
-    (default: this process's torch threads)."""
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds all cores spent busy since boot (/proc/stat: all but idle and iowait), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def load_mark() -> LoadMark:
+    """Mark the start of a measurement (for `load_since`)."""
+    return LoadMark(loadavg(), machine_cpu_seconds(), own_cpu_seconds(), time.monotonic())
+
+
+def load_since(mark: LoadMark, threads: int | None = None) -> Load:
+    """The Load of a measurement that started at `mark` and ends now; `threads`: those it used (default: this
+    process's torch threads). Other work's cores: the machine's busy CPU time less ours, over the elapsed time."""
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
-    return Load(before, loadavg(), os.cpu_count() or 1, threads)
+    machine, elapsed = machine_cpu_seconds(), time.monotonic() - mark.time
+    others = used = None
+    if machine is not None and mark.machine is not None and elapsed > 0:
+        own = own_cpu_seconds() - mark.own
+        others, used = max(0.0, machine - mark.machine - own) / elapsed, own / elapsed
+    return Load(mark.average, loadavg(), os.cpu_count() or 1, threads, others, used)

@@ -67,10 +67,10 @@ def format_masked_training(times: dict, steps: int, busy: bool = False) -> str:
 
 def training_report(quick: bool = False, smoke: bool = False) -> str:
     """The section, with the machine load seen while it was measured. smoke: 10 steps, 2 repeats."""
-    from ticketlab.bench.noise import load_since, loadavg
+    from ticketlab.bench.noise import load_mark, load_since
 
     steps, repeats = (10, 2) if smoke else (300, 3) if quick else (600, 5)
-    before = loadavg()
+    before = load_mark()
     times = masked_training_times(steps, repeats)
     load = load_since(before)
     return f"{format_masked_training(times, steps, load.busy)}\n{load}"

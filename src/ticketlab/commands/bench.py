@@ -14,7 +14,8 @@ Everything is measured in the same process and printed as ratios, with the threa
 Every timing is repeated with A and B interleaved and printed as a median, a range and a noise figure (the
 coefficient of variation of the repeats, ticketlab.bench.noise); a target's verdict ("met" / "not met") is printed
 only when the noise is smaller than the distance to the target and the machine was not busy (the load average, the
-cores and the threads used are printed with every section). On a busy machine, --threads 1 measures more steadily.
+cores other work used meanwhile, the cores and the threads used are printed with every section). On a busy machine,
+--threads 1 measures more steadily.
 Masks are layer-wise magnitude masks of seeded random weights (the speed and size do not depend on the values).
 The measurements live in ticketlab.bench; the benchmarks/ scripts call the same functions with the full settings.
 """
