@@ -98,6 +98,31 @@ def test_sparse_convolutions_match_separate_runs(tmp_path, name, optimizer):
     check_against_separate_runs(tmp_path, name, optimizer, close, rates=SPARSE_RATES, scope="layer")
 
 
+@pytest.mark.parametrize("shared_data", [False, True])
+def test_sparse_convolutional_copies_evaluate_together_as_each_alone(tmp_path, monkeypatch, shared_data):
+    """Copies whose convolutions train sparse are evaluated all at once through the kernels (each on its own data, or
+    one input shared; chunks of 5 rows of each here): each copy's loss within 1e-5 of Task.evaluate on its own dense
+    model, its accuracy within one sample."""
+    from ticketlab.accel.batching import evaluation
+    from ticketlab.accel.batching.sparse_conv import SparseConvWeight
+    from ticketlab.accel.batching.trainer import BatchedRun
+    from ticketlab.engine.task import Task
+
+    sparse_conv_kernel_or_fail()
+    monkeypatch.setattr(evaluation, "EVAL_BATCH", 10)
+    cfg = TrainConfig(steps="4it")
+    tickets = tickets_for("conv2", tmp_path, cfg, k=2, rates=SPARSE_RATES, scope="layer", shared_data=shared_data)
+    run = BatchedRun(tickets, cfg, None)
+    assert any(isinstance(w, SparseConvWeight) for w in run.model.sparse.values())
+    val, test = run.evaluate()
+    for k, t in enumerate(tickets):
+        model = run.model.write_to(k, t.model)
+        for (loss, acc), split in ((val[k], t.splits.val), (test[k], t.splits.test)):
+            alone_loss, alone_acc = Task().evaluate(model, split)
+            assert loss == pytest.approx(alone_loss, abs=1e-5)
+            assert abs(acc - alone_acc) <= 1 / len(split)
+
+
 def test_convolutional_copies_batch_only_where_their_convolutions_train_sparse(tmp_path):
     """Dense convolutions gain nothing from batching (they run copy by copy) and lose to the stacking's copies, and
     residual networks lose to their stacking even with sparse convolutions: such copies train one after another;

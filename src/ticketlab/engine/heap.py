@@ -1,12 +1,12 @@
 """The heap policy: large tensors reuse freed heap memory instead of fresh pages from the system.
 
-glibc's malloc maps every allocation above its mmap threshold (32 MiB at most) to pages of its own and unmaps them when
-it is freed, so a tensor that large is page-faulted in and zeroed by the operating system every time one is made. A
-training step makes the same large activations every step (8 stacked Conv-6 copies: 126 MB for one layer's output), so
-that cost 8% of a batched Conv-6 step and 4% of a sequential one (benchmarks/ticket_batching.py). Applied once by the
-command line for its whole process (cli.py), like the allocators PyTorch's CPU tuning guides preload (jemalloc,
-tcmalloc) but with the C library already loaded: freed memory stays in the process for the next step, its peak use
-does not grow."""
+glibc's malloc maps every allocation above its mmap threshold (128 KiB, rising to at most 32 MiB) to pages of its own
+and unmaps them when it is freed, so a tensor that large is page-faulted in and zeroed by the operating system every
+time one is made. A training step makes the same large activations every step (8 stacked Conv-6 copies: 126 MB for one
+layer's output), so that cost about 8% of a batched Conv-6 step and 4% of a sequential one
+(benchmarks/ticket_batching.py). Applied once by the command line for its whole process (cli.py), to the same end as
+the allocators PyTorch's CPU tuning guides preload (jemalloc, tcmalloc), but with the C library already loaded: freed
+memory stays in the process for the next step (the process holds on to its peak use until it exits)."""
 
 import ctypes
 import os
