@@ -140,10 +140,10 @@ RANKS_SCRIPT = textwrap.dedent("""
         distributed.check_same_masks(mine, "level 1 imp")
     except TicketlabError as e:
         print(e)
-        del ddp  # as the worker does: leave the group cleanly (a live reducer at exit can abort the process)
+        del ddp  # as the worker does: leave the group cleanly, then end the process at once (`leave`)
         distributed.barrier()
         distributed.shutdown()
-        sys.exit(2)
+        distributed.leave(2)
 """)
 
 

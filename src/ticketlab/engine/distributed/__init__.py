@@ -37,7 +37,7 @@ from ticketlab.engine.distributed.masks import (
     masks_to_bytes,
 )
 from ticketlab.engine.distributed.steps import mean_over_ranks, shard, shard_loss, step_seed, wrap
-from ticketlab.engine.distributed.worker import die_with_parent, report, worker
+from ticketlab.engine.distributed.worker import die_with_parent, leave, report, worker
 
 __all__ = [
     "ERRORS_ENV", "PARENT_ENV", "PEER_LOST", "TIMEOUT_ENV",
@@ -46,5 +46,5 @@ __all__ = [
     "mean_over_ranks", "shard", "shard_loss", "step_seed", "wrap",
     "broadcast_bytes", "check_same_masks", "from_rank_zero", "masks_digest", "masks_from_bytes", "masks_to_bytes",
     "failure_message", "free_port", "launch",
-    "die_with_parent", "report", "worker",
+    "die_with_parent", "leave", "report", "worker",
 ]

@@ -6,6 +6,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -25,23 +26,35 @@ def die_with_parent() -> None:
         os._exit(PEER_LOST)
 
 
-def worker(device: torch.device, run: Callable[[], None]) -> int:
-    """One rank: join the group, `run()`, leave. A user error is reported once (through the launcher) with exit
-    status 2; a rank that stops because another vanished exits quietly with PEER_LOST."""
+def worker(device: torch.device, run: Callable[[], None]) -> NoReturn:
+    """One rank: join the group, `run()`, leave, and end the process with its status (`leave`). A user error is
+    reported once (through the launcher) with exit status 2; a rank that stops because another vanished exits quietly
+    with PEER_LOST."""
     die_with_parent()
     try:
         init(device)
         run()
-        return 0
+        status = 0
     except TicketlabError as e:
         report(str(e))
-        return 2
+        status = 2
     except RuntimeError as e:  # gloo reports a vanished peer as a plain RuntimeError naming gloo
         if isinstance(e, dist.DistError) or "gloo" in str(e):
-            return PEER_LOST
-        raise
+            status = PEER_LOST
+        else:
+            raise
     finally:
         shutdown()
+    leave(status)
+
+
+def leave(status: int) -> NoReturn:
+    """End a rank's process now, with `status`, once the group is destroyed: the interpreter's teardown can race the
+    process group's background threads and abort ("terminate called without an active exception", status -6 instead
+    of the rank's own) on a loaded machine."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def report(message: str) -> None:
