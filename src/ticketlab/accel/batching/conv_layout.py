@@ -115,12 +115,13 @@ class Layout:
 
     def forward_entries(self, t: SimpleNamespace) -> None:
         """Offsets into a sample's stack, by row (copy, out channel), then by blocks of input channels (a block's
-        planes stay in L1 while summed); the values' gradient reads several samples at once: smaller blocks."""
+        planes stay in L1 while summed); short chunks are summed for two samples at once, and the values' gradient
+        reads several samples at once: smaller blocks."""
         g, (sy, sx) = self.g, self.g.stride
         self.off = self.guard + t.plane * self.hq * self.wq + t.shift
         region = sy * sx * (self.kernel.chunk_length(self.length) + self.shift_max - self.shift_min)
         per_row, row = len(self.off) / (self.copies * g.out_channels), t.copy * g.out_channels + t.o
-        self.blocks = blocks_of(g.in_channels, region, per_row)
+        self.blocks = blocks_of(g.in_channels, region * self.kernel.sum_samples(self.length), per_row)
         self.grad_blocks = blocks_of(g.in_channels, region * self.kernel.grad_samples(self.length), per_row)
         self.ptr, self.grad_ptr = (pointers(row * b + t.c * b // g.in_channels, self.copies * g.out_channels * b)
                                    for b in (self.blocks, self.grad_blocks))
@@ -140,6 +141,7 @@ class Layout:
         back_row = t.copy * in_rows + t.plane
         self.perm = torch.argsort(back_row * t.per_copy + t.within)  # by input plane, then the values' order
         region = self.kernel.chunk_length(self.back_length) + self.shift_max - self.shift_min
+        region *= self.kernel.sum_samples(self.back_length)
         self.back_blocks = blocks_of(g.out_channels, region, len(self.perm) / (self.copies * in_rows))
         back_key = back_row * self.back_blocks + t.o * self.back_blocks // g.out_channels
         self.colptr = pointers(back_key[self.perm], self.copies * in_rows * self.back_blocks)

@@ -35,7 +35,7 @@ constexpr bool MASKED_LOADS = true;
 #else
 constexpr bool MASKED_LOADS = false;
 #endif
-constexpr int64_t TWO_SETS = 8;  // chunks up to this many vectors alternate two sets of accumulators (FMA latency)
+constexpr int64_t SHORT_CHUNK = 8;  // chunks of up to this many vectors are summed or read for several samples at once
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -128,43 +128,34 @@ void check_float(const at::Tensor& t, const char* what) {
               "sparse_conv: ", what, " must be a contiguous float32 CPU tensor");
 }
 
-// out[0, NV*V) = (out if `more`, else 0) + the sum over entries p in [p, end) of w(p) * in[off[p] + (0, NV*V)]
-template <int64_t NV, bool MASKED>
-__attribute__((always_inline)) inline void chunk_sum(const float* in, const Entries& e, const float* values, int64_t p,
-                                                     int64_t end, float* out, bool more) {
+// For each of NS samples q (their inputs `in_step`, their outputs `out_step` floats apart): out_q[0, NV*V) = (out_q
+// if `more`, else 0) + the sum over entries p in [p, end) of w(p) * in_q[off[p] + (0, NV*V)], in the entries' order.
+// Short chunks take two samples at once (summed_samples): one entry's offset, weight and mask serve both, and their
+// accumulators are enough independent chains for the multiply-adds' latency.
+template <int64_t NV, int64_t NS, bool MASKED>
+__attribute__((always_inline)) inline void chunk_sum(const float* in, int64_t in_step, const Entries& e,
+                                                     const float* values, int64_t p, int64_t end, float* out,
+                                                     int64_t out_step, bool more) {
   const int64_t* off = e.off;  // locals: the loop must not reload them
   const int32_t* mask = e.mask;
-  Vec a[NV];
+  Vec a[NS][NV];
 #pragma GCC unroll 16  // all loops over the chunk's vectors: its accumulators must stay in registers
-  for (int64_t j = 0; j < NV; j++) a[j] = more ? Vec::loadu(out + j * V) : Vec(0.f);
-  if constexpr (NV <= TWO_SETS) {  // two entries at a time into two sets: enough independent chains
-    Vec b[NV];
+  for (int64_t q = 0; q < NS; q++)
 #pragma GCC unroll 16
-    for (int64_t j = 0; j < NV; j++) b[j] = Vec(0.f);
-    for (; p + 1 < end; p += 2) {
-      const float* x0 = entry_at(in, off[p]);
-      const float* x1 = entry_at(in, off[p + 1]);
-      const Vec w0(values[p]), w1(values[p + 1]);
-      const int32_t m0 = MASKED ? mask[p] : 0, m1 = MASKED ? mask[p + 1] : 0;
-#pragma GCC unroll 16
-      for (int64_t j = 0; j < NV; j++) {
-        a[j] = fmadd_at<MASKED>(w0, x0 + j * V, a[j], m0, j);
-        b[j] = fmadd_at<MASKED>(w1, x1 + j * V, b[j], m1, j);
-      }
-    }
-#pragma GCC unroll 16
-    for (int64_t j = 0; j < NV; j++) a[j] = a[j] + b[j];
-    // the odd entry last, into the sum of both sets
-  }
+    for (int64_t j = 0; j < NV; j++) a[q][j] = more ? Vec::loadu(out + q * out_step + j * V) : Vec(0.f);
   for (; p < end; p++) {
     const float* x = entry_at(in, off[p]);
     const Vec w(values[p]);
     const int32_t m = MASKED ? mask[p] : 0;
 #pragma GCC unroll 16
-    for (int64_t j = 0; j < NV; j++) a[j] = fmadd_at<MASKED>(w, x + j * V, a[j], m, j);
+    for (int64_t q = 0; q < NS; q++)
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < NV; j++) a[q][j] = fmadd_at<MASKED>(w, x + q * in_step + j * V, a[q][j], m, j);
   }
 #pragma GCC unroll 16
-  for (int64_t j = 0; j < NV; j++) a[j].store(out + j * V);
+  for (int64_t q = 0; q < NS; q++)
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < NV; j++) a[q][j].store(out + q * out_step + j * V);
 }
 
 // the sums of four vectors' entries, into out[0..3]
@@ -182,7 +173,9 @@ inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, floa
 }
 
 // Samples whose dot products kept_grad takes at once, for chunks of NV vectors: as many as registers allow
-constexpr int64_t samples_at_once(int64_t nv) { return nv <= 3 ? 4 : nv <= 5 ? 3 : nv <= TWO_SETS ? 2 : 1; }
+constexpr int64_t samples_at_once(int64_t nv) { return nv <= 3 ? 4 : nv <= 5 ? 3 : nv <= SHORT_CHUNK ? 2 : 1; }
+// Samples whose chunks forward and input_grad sum at once (chunk_sum), for chunks of NV vectors
+constexpr int64_t summed_samples(int64_t nv) { return nv <= SHORT_CHUNK ? 2 : 1; }
 constexpr int64_t ACC_BYTES = 512 * 1024;  // kept_grad's lane-wise sums per task (one sample at a time)
 
 // The dot products of g[q][0, NV*V) and in[q][off[p] + (0, NV*V)] summed over the NS samples q, for the entries p
@@ -258,6 +251,9 @@ bool masked_loads() { return MASKED_LOADS; }
 
 // The samples whose chunks kept_grad reads at once
 int64_t grad_samples(int64_t length) { return samples_at_once(plan_of(length).nv); }
+
+// The samples whose chunks forward and input_grad sum at once
+int64_t sum_samples(int64_t length) { return summed_samples(plan_of(length).nv); }
 
 namespace {
 
@@ -492,18 +488,21 @@ void fold(const Geometry& g, int64_t plane, const float* from, float* gx) {
   }
 }
 
-// Tasks (sample, block of rows) for `samples` samples of `rows` rows: enough of them for the threads, consecutive
-// ones sharing a sample (whose planes are built once per thread). The split changes no number.
+// Tasks (samples, block of rows) for `samples` samples (or groups of them) of `rows` rows: enough of them for the
+// threads, consecutive ones sharing their samples (whose planes are built once per thread). The split changes no
+// number.
 int64_t row_block(int64_t samples, int64_t rows) {
   const int64_t wanted = 8 * at::get_num_threads();
   return samples >= wanted ? rows : std::max<int64_t>(1, rows * samples / wanted);
 }
 
-// out[r, :] = sum over the entries of rows r0..r1 (of row `first` on, over all copies) of w * in[off + i], then
-// done(r, out row): chunk by chunk, so that a chunk's inputs stay in cache over the rows
-template <int64_t NV, typename Done>
-void shifted_rows(const Plan& plan, const Entries& e, const float* values, const float* in, int64_t first, int64_t r0,
-                  int64_t r1, float* out, int64_t stride, const Done& done) {
+// out_q[r, :] = sum over the entries of rows r0..r1 (of row `first` on, over all copies) of w * in_q[off + i] for the
+// NS samples q (inputs `in_step`, outputs `out_step` floats apart), then done(q, r, out_q row): chunk by chunk, so that
+// a chunk's inputs stay in cache over the rows
+template <int64_t NV, int64_t NS, typename Done>
+void shifted_rows(const Plan& plan, const Entries& e, const float* values, const float* in, int64_t in_step,
+                  int64_t first, int64_t r0, int64_t r1, float* out, int64_t stride, int64_t out_step,
+                  const Done& done) {
   for (int64_t c = 0; c < plan.chunks; c++) {
     for (int64_t b = 0; b < e.blocks; b++) {  // a block's planes (this chunk of them) stay in L1 over the rows
       for (int64_t r = r0; r < r1; r++) {
@@ -511,13 +510,29 @@ void shifted_rows(const Plan& plan, const Entries& e, const float* values, const
         if (b > 0 && p == end) continue;
         float* o = out + (r - r0) * stride + c * NV * V;
         if (e.mask)
-          chunk_sum<NV, true>(in + c * NV * V, e, values, p, end, o, b > 0);
+          chunk_sum<NV, NS, true>(in + c * NV * V, in_step, e, values, p, end, o, out_step, b > 0);
         else
-          chunk_sum<NV, false>(in + c * NV * V, e, values, p, end, o, b > 0);
+          chunk_sum<NV, NS, false>(in + c * NV * V, in_step, e, values, p, end, o, out_step, b > 0);
       }
     }
   }
-  for (int64_t r = r0; r < r1; r++) done(r, out + (r - r0) * stride);
+  for (int64_t q = 0; q < NS; q++)
+    for (int64_t r = r0; r < r1; r++) done(q, r, out + q * out_step + (r - r0) * stride);
+}
+
+// The groups of NS consecutive samples of one copy that forward and input_grad sum together: group i of all
+// copies' groups holds samples first(i)..first(i) + count(i) (the last of a copy may hold fewer: its other slots sum
+// whatever their buffers hold, for nothing). The grouping depends on the copies' sizes only, so no number depends on
+// the thread count.
+struct SampleGroups {
+  int64_t per_copy, ns, per_copy_groups, count_all;
+  int64_t first(int64_t i) const { return i / per_copy_groups * per_copy + i % per_copy_groups * ns; }
+  int64_t count(int64_t i) const { return std::min(ns, (i / per_copy_groups + 1) * per_copy - first(i)); }
+};
+
+SampleGroups sample_groups(int64_t samples, int64_t copies, int64_t ns) {
+  const int64_t per_copy = samples / copies, groups = ceil_div(per_copy, ns);
+  return {per_copy, ns, groups, copies * groups};
 }
 
 }  // namespace
@@ -547,18 +562,25 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& values, c
   const float *xp = x.data_ptr<float>(), *w = values.data_ptr<float>();
   const float* b = has_bias ? bias.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  const int64_t per_copy = N / e.copies, block = row_block(N, O), tasks = ceil_div(O, block);
   with_nv(plan.nv, [&](auto nv) {
-    at::parallel_for(0, N * tasks, 1, [&](int64_t lo, int64_t hi) {
+    constexpr int64_t NV = decltype(nv)::value, NS = summed_samples(NV);
+    const SampleGroups groups = sample_groups(N, e.copies, NS);
+    const int64_t block = row_block(groups.count_all, O), tasks = ceil_div(O, block);
+    at::parallel_for(0, groups.count_all * tasks, 1, [&](int64_t lo, int64_t hi) {
       at::Tensor stack_buffer, out_buffer;
-      float* stack = scratch(stack_buffer, g.stack());
-      float* out = scratch(out_buffer, block * Lp);
+      float* stacks = scratch(stack_buffer, NS * g.stack());
+      float* out = scratch(out_buffer, NS * block * Lp);
       for (int64_t task = lo, built = -1; task < hi; task++) {
-        const int64_t n = task / tasks, r0 = task % tasks * block, first = n / per_copy * O;
-        if (n != built) build_stack(g, xp + n * g.C * g.H * g.W, stack), built = n;
-        shifted_rows<decltype(nv)::value>(plan, e, w, stack, first, r0, std::min(O, r0 + block), out, Lp,
-                                          [&](int64_t r, const float* plane) {
-          const int64_t at = (n * O + r) * yh * yw;
+        const int64_t group = task / tasks, r0 = task % tasks * block, n = groups.first(group);
+        const int64_t ns = groups.count(group), first = n / groups.per_copy * O;
+        if (group != built) {
+          for (int64_t q = 0; q < ns; q++) build_stack(g, xp + (n + q) * g.C * g.H * g.W, stacks + q * g.stack());
+          built = group;
+        }
+        shifted_rows<NV, NS>(plan, e, w, stacks, g.stack(), first, r0, std::min(O, r0 + block), out, Lp, block * Lp,
+                             [&](int64_t q, int64_t r, const float* plane) {
+          if (q >= ns) return;
+          const int64_t at = ((n + q) * O + r) * yh * yw;
           const float* bias_r = b ? b + first + r : nullptr;
           if (pool)
             crop_pooled(g, plane, bias_r, yp + at, wp + at);
@@ -588,21 +610,26 @@ at::Tensor input_grad(const at::Tensor& gy, const at::Tensor& values, const at::
   at::Tensor gx = at::empty({N, g.C, g.H, g.W}, gy.options());  // each element written once (fold)
   const float* w = values.data_ptr<float>();
   float* gxp = gx.data_ptr<float>();
-  const int64_t per_copy = N / e.copies, block = row_block(N, R), tasks = ceil_div(R, block);
   with_nv(plan.nv, [&](auto nv) {
-    at::parallel_for(0, N * tasks, 1, [&](int64_t lo, int64_t hi) {
+    constexpr int64_t NV = decltype(nv)::value, NS = summed_samples(NV);
+    const SampleGroups groups = sample_groups(N, e.copies, NS);
+    const int64_t block = row_block(groups.count_all, R), tasks = ceil_div(R, block);
+    at::parallel_for(0, groups.count_all * tasks, 1, [&](int64_t lo, int64_t hi) {
       at::Tensor grad_buffer, out_buffer;
-      float* grads = scratch(grad_buffer, g.O * P);
-      float* out = scratch(out_buffer, block * Lp);
+      float* grads = scratch(grad_buffer, NS * g.O * P);
+      float* out = scratch(out_buffer, NS * block * Lp);
       for (int64_t task = lo, built = -1; task < hi; task++) {
-        const int64_t n = task / tasks, r0 = task % tasks * block;
-        if (n != built) {
-          for (int64_t o = 0; o < g.O; o++) source.fill(g, n * g.O + o, g.top_rows, grads + o * P);
-          built = n;
+        const int64_t group = task / tasks, r0 = task % tasks * block, n = groups.first(group);
+        const int64_t ns = groups.count(group);
+        if (group != built) {
+          for (int64_t q = 0; q < ns; q++)
+            for (int64_t o = 0; o < g.O; o++)
+              source.fill(g, (n + q) * g.O + o, g.top_rows, grads + (q * g.O + o) * P);
+          built = group;
         }
-        shifted_rows<decltype(nv)::value>(plan, e, w, grads, n / per_copy * R, r0, std::min(R, r0 + block), out,
-                                          Lp, [&](int64_t r, const float* plane) {
-          fold(g, r, plane, gxp + n * g.C * g.H * g.W);
+        shifted_rows<NV, NS>(plan, e, w, grads, g.O * P, n / groups.per_copy * R, r0, std::min(R, r0 + block), out,
+                             Lp, block * Lp, [&](int64_t q, int64_t r, const float* plane) {
+          if (q < ns) fold(g, r, plane, gxp + (n + q) * g.C * g.H * g.W);
         });
       }
     });
@@ -630,7 +657,7 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
   // tasks (copy, block of rows), each over all the copy's samples: few, since each builds all their stacks; one
   // sample at a time: blocks whose lane-wise sums fit in L2 (ACC_BYTES)
   const int64_t per_row = std::max<int64_t>(1, off.numel() / (e.copies * R));
-  const int64_t fits = plan_of(g.length()).nv <= TWO_SETS ? R : std::max<int64_t>(1, ACC_BYTES / (64 * per_row));
+  const int64_t fits = plan_of(g.length()).nv <= SHORT_CHUNK ? R : std::max<int64_t>(1, ACC_BYTES / (64 * per_row));
   const int64_t block = std::min(ceil_div(R, ceil_div(2 * at::get_num_threads(), e.copies)), fits);
   const int64_t tasks = ceil_div(R, block);
   const auto hsum = [](const Vec& v) { return at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, v); };
@@ -696,6 +723,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("padded_length", &padded_length, "the outputs computed per plane of `length` outputs");
   m.def("chunk_length", &chunk_length, "the outputs of a plane summed at once");
   m.def("grad_samples", &grad_samples, "the samples whose chunks kept_grad reads at once");
+  m.def("sum_samples", &sum_samples, "the samples whose chunks forward and input_grad sum at once");
   m.def("masked_loads", &masked_loads, "whether lane masks (the compact layout) are available");
   m.def("forward", &forward, "stacked sparse Conv2d forward (float32, CPU)");
   m.def("input_grad", &input_grad, "the input's gradient of a stacked sparse Conv2d (float32, CPU)");
