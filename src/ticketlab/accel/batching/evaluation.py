@@ -17,8 +17,8 @@ def evaluate_copies(model: StackedModel, tickets: list[Ticket], split: str,
     """(mean loss, accuracy) of every copy on its own `split`, summed as the classification task sums them.
 
     Where convolutions train sparse, all copies run at once through their kernels, each on its own data, EVAL_BATCH
-    // K rows of each at a time (the memory of one copy's chunk): their numbers then equal Task.evaluate's up to
-    rounding, as their training does, and cost a dense evaluation of every copy no more. Otherwise chunks of
+    // K rows of each at a time (the memory of one copy's chunk), instead of a dense evaluation of each copy in
+    turn: their numbers then equal Task.evaluate's up to rounding, as their training does. Otherwise chunks of
     EVAL_BATCH rows give Task.evaluate's very numbers: copies sharing the data share the input, and run together
     unless the model has convolutions (whose activations for K copies at once would take K times the memory)."""
     datas = [getattr(t.splits, split) for t in tickets]
