@@ -4,10 +4,11 @@ swapped for stacked ones and its own forward runs on the copies' batches laid en
 Between parametric leaves a model's operations work sample by sample (activations, residual additions, pooling,
 flattening from dim 1), so its own forward computes every copy's at once. A leaf with parameters or buffers sees
 (K, B, ...) and runs each copy with its own tensors: Linear as one batched matmul (stacked.BatchedLinear), convolutions
-copy by copy or through the sparse kernel (stacked.conv), anything else (batch norm: each copy's batch statistics,
-its running statistics updated in place in the stacked buffers) as the module's own forward on the copy's tensors
-(torch.func.functional_call). Each copy's numbers are then those of its own model. Dropout is refused (its random
-draws would not be the copy's own); `stacked.batchable` checks the result against the model itself."""
+copy by copy or through the sparse kernel (stacked.conv), batch norm with each copy's batch statistics and its
+running statistics updated in place in the stacked buffers (stacked_norm.py), anything else as the module's own forward
+on the copy's tensors (torch.func.functional_call). Each copy's numbers are then those of its own model.
+Dropout is refused (its random draws would not be the copy's own); `stacked.batchable` checks the result against the
+model itself."""
 
 import copy
 
@@ -16,6 +17,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ticketlab.accel.batching.batched_layers import CONVS, Unsupported, conv, linear
+from ticketlab.accel.batching.stacked_norm import NORMS, stacked_batch_norm
 
 RANDOM = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
@@ -64,6 +66,8 @@ def leaf_forward(name: str, module: nn.Module, tensors: dict, h: torch.Tensor) -
         return linear_call(weight, bias, flat).reshape(*h.shape[:-1], -1)
     if type(module) in CONVS:
         return conv(module, weight, bias, h, shared=False)
+    if type(module) in NORMS:
+        return stacked_batch_norm(module, tensors, name, h)
     own = {local: tensors[f"{name}.{local}"].unbind(0) for local, _ in  # unbind: see batched_layers.conv
            [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]}
     return torch.stack([functional_call(module, {n: t[k] for n, t in own.items()}, (x,))
