@@ -1,6 +1,7 @@
 """Metric rows as TensorBoard scalars, read back from the event files with TensorBoard's own reader."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +16,15 @@ from ticketlab.integrations.tensorboard import TensorBoardSink, tensorboard_from
 
 
 def scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})  # 0: keep every point
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    """{"<stage>/<field>": [(step, value), ...]} over the TensorBoard runs (one per stage) under log_dir."""
+    found = {}
+    for run in sorted({p.parent for p in Path(log_dir).rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: keep every point
+        events.Reload()
+        stage = run.relative_to(log_dir).as_posix()
+        found |= {f"{stage}/{tag}": [(e.step, e.value) for e in events.Scalars(tag)]
+                  for tag in events.Tags()["scalars"]}
+    return found
 
 
 def test_every_numeric_field_becomes_a_scalar_at_its_step(tmp_path):
@@ -50,6 +57,28 @@ def test_a_row_without_a_step_is_refused(tmp_path, row, needle):
         sink("level_00", row)
 
 
+def test_a_resumed_stage_shows_each_step_once(tmp_path):
+    """A resumed stage rewrites its rows after its checkpoint: the new writer's rows replace the old ones from its
+    first step on, in that stage only."""
+    with TensorBoardSink(tmp_path / "tb") as sink:
+        for step in (0, 10, 20, 30):
+            sink("level_01", {"step": step, "val_acc": step / 100})
+        sink("level_00", {"step": 40, "val_acc": 0.5})
+    with TensorBoardSink(tmp_path / "tb") as resumed:
+        for step in (20, 30, 40):
+            resumed("level_01", {"step": step, "val_acc": step / 1000})
+    got = scalars(tmp_path / "tb")
+    assert got["level_01/val_acc"] == [(0, 0.0), (10, pytest.approx(0.1)), (20, pytest.approx(0.02)),
+                                       (30, pytest.approx(0.03)), (40, pytest.approx(0.04))]
+    assert got["level_00/val_acc"] == [(40, 0.5)]
+
+
+@pytest.mark.parametrize("stage", ["", "../outside", "/abs"])
+def test_a_stage_outside_the_log_directory_is_refused(tmp_path, stage):
+    with TensorBoardSink(tmp_path / "tb") as sink, pytest.raises(TicketlabError, match="not a relative path"):
+        sink(stage, {"step": 0, "val_acc": 0.5})
+
+
 def test_a_run_directory_converts_stage_by_stage(tmp_path):
     run = write_fake_run(tmp_path / "runs", levels=1, baselines=("random_pruning",))
     assert tensorboard_from_run(run, tmp_path / "tb") == 3 * (STEPS // EVAL_EVERY + 1)
@@ -58,6 +87,8 @@ def test_a_run_directory_converts_stage_by_stage(tmp_path):
     assert got["level_01/baselines/random_pruning/test_acc"] == [
         (row["step"], pytest.approx(row["test_acc"])) for row in expected]
     assert {tag.rsplit("/", 1)[0] for tag in got} == {"level_00", "level_01", "level_01/baselines/random_pruning"}
+    assert tensorboard_from_run(run, tmp_path / "tb") == 3 * (STEPS // EVAL_EVERY + 1)  # converted again: once each
+    assert scalars(tmp_path / "tb") == got
 
 
 def test_a_directory_without_metrics_is_refused(tmp_path):
@@ -73,9 +104,7 @@ def test_run_with_tensorboard_writes_every_stage_of_every_run(tmp_path):
                    "--tensorboard", tmp_path / "tb", *[a for s in fast for a in ("--set", s)])
     assert done.returncode == 0, done.stderr
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == runs  # one TensorBoard run per run directory
-    events = EventAccumulator(str(tmp_path / "tb" / runs[0]))
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {"level_00/val_acc", "level_01/test_loss", "level_01/baselines/random_reinit/val_acc"} <= tags
-    assert [s.step for s in events.Scalars("level_01/val_acc")] == [0, 6, 12]
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == runs  # a directory per run directory
+    got = scalars(tmp_path / "tb" / runs[0])
+    assert {"level_00/val_acc", "level_01/test_loss", "level_01/baselines/random_reinit/val_acc"} <= set(got)
+    assert [step for step, _ in got["level_01/val_acc"]] == [0, 6, 12]

@@ -4,11 +4,15 @@
         sink("level_01", {"step": 100, "val_loss": 0.31, "val_acc": 0.91, "train_loss": None})
     tensorboard_from_run("runs/lenet300-mnist-1a2b3c4d5e", "tb")     # a finished (or live) run, after the fact
 
-A row is one line of a stage's metrics.jsonl (docs/run-directory.md); every numeric field but "step" becomes the
-scalar "<stage>/<field>" at that step. Fields without a number (None: the first row's train_loss) are skipped.
+A row is one line of a stage's metrics.jsonl (docs/run-directory.md); every numeric field but "step" becomes a
+scalar named by the field at that step, in the TensorBoard run `log_dir/<stage>`: one run per stage, so TensorBoard
+draws the levels and baselines of a ticketlab run as lines of one chart per metric. Fields without a number (None:
+the first row's train_loss) are skipped. A stage's writer starts at the first step it is given (TensorBoard's
+`purge_step`): what an earlier writer wrote from that step on is dropped, so a resumed stage, which rewrites its rows
+after its checkpoint, and a run converted twice show every step once.
 """
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ticketlab.engine.store import read_metrics
 from ticketlab.errors import TicketlabError
@@ -16,12 +20,12 @@ from ticketlab.errors import TicketlabError
 INSTALL = "pip install 'ticketlab[tensorboard]'"
 
 
-def summary_writer(log_dir):
+def summary_writer_class(what: str = "TensorBoard logging"):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise TicketlabError(f"TensorBoard logging needs {INSTALL}") from None
-    return SummaryWriter(log_dir=str(log_dir))
+        raise TicketlabError(f"{what} needs {INSTALL}") from None
+    return SummaryWriter
 
 
 def scalars(row: dict) -> dict[str, float]:
@@ -31,23 +35,27 @@ def scalars(row: dict) -> dict[str, float]:
 
 
 class TensorBoardSink:
-    """`sink(stage, row)` writes a metric row as TensorBoard scalars under `log_dir`; `close()` flushes them."""
+    """`sink(stage, row)` writes a metric row as TensorBoard scalars under `log_dir/<stage>`; `close()` flushes them."""
 
     def __init__(self, log_dir):
-        self.log_dir = Path(log_dir)
-        self.writer = summary_writer(self.log_dir)
+        self.log_dir, self.writers, self.writer_class = Path(log_dir), {}, summary_writer_class()
 
     def __call__(self, stage: str, row: dict) -> None:
         step = row.get("step") if isinstance(row, dict) else None
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
             shown = f"{row.get('step')!r}" if isinstance(row, dict) else f"a {type(row).__name__}"
             raise TicketlabError(f"metric row for {stage!r} needs an integer 'step' >= 0, got {shown}")
+        if stage not in self.writers:
+            if not stage or PurePosixPath(stage).is_absolute() or ".." in PurePosixPath(stage).parts:
+                raise TicketlabError(f"stage {stage!r} is not a relative path inside the log directory")
+            self.writers[stage] = self.writer_class(log_dir=str(self.log_dir / stage), purge_step=step)
         for field, value in scalars(row).items():
-            self.writer.add_scalar(f"{stage}/{field}", value, step)
+            self.writers[stage].add_scalar(field, value, step)
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        for writer in self.writers.values():
+            writer.flush()
+            writer.close()
 
     def __enter__(self) -> "TensorBoardSink":
         return self
@@ -57,15 +65,12 @@ class TensorBoardSink:
 
 
 class TensorBoardRuns:
-    """A sink of ticketlab.engine.metric_sinks: the rows of each run directory go to `log_dir/<run name>`, one
-    TensorBoard run per ticketlab run (seeds and presets stay apart)."""
+    """A sink of ticketlab.engine.metric_sinks: the rows of each run directory go to `log_dir/<run name>/<stage>`
+    (seeds and presets stay apart)."""
 
     def __init__(self, log_dir):
         self.log_dir, self.sinks = Path(log_dir), {}
-        try:
-            import torch.utils.tensorboard  # noqa: F401
-        except ImportError:
-            raise TicketlabError(f"--tensorboard needs {INSTALL}") from None
+        summary_writer_class("--tensorboard")
 
     def __call__(self, run: str, stage: str, row: dict) -> None:
         if run not in self.sinks:
@@ -78,8 +83,8 @@ class TensorBoardRuns:
 
 
 def tensorboard_from_run(run_dir, log_dir) -> int:
-    """Every stage's metrics.jsonl under `run_dir` (levels and baselines) as TensorBoard scalars in `log_dir`, the
-    stage named by its path, e.g. "level_01/baselines/random_pruning"; returns the number of rows written."""
+    """Every stage's metrics.jsonl under `run_dir` (levels and baselines) as TensorBoard scalars in `log_dir/<stage>`,
+    the stage named by its path, e.g. "level_01/baselines/random_pruning"; returns the number of rows written."""
     run_dir = Path(run_dir)
     files = sorted(run_dir.rglob("metrics.jsonl"))
     if not files:
