@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 #include <vector>
 
@@ -319,6 +320,60 @@ inline void copy_row(const float* src, float* dst, int64_t n, float add = 0.f, c
 #endif
 }
 
+// Brings memory ranges into L2 a few cache lines per step of a computation: the next samples' inputs while the
+// current ones are summed, so that reading them from main memory (where a batched activation lives) overlaps the
+// multiply-adds instead of following them
+class Prefetcher {
+ public:
+  // the ranges (start, bytes) over `steps` steps
+  void start(std::initializer_list<std::pair<const void*, int64_t>> ranges, int64_t steps) {
+    count_ = 0;
+    int64_t lines = 0;
+    for (const auto& [from, bytes] : ranges) {
+      if (!from || bytes <= 0) continue;
+      at_[count_] = static_cast<const char*>(from);
+      end_[count_++] = at_[count_] + bytes;
+      lines += ceil_div(bytes, 64);
+    }
+    per_step_ = ceil_div(lines, std::max<int64_t>(steps, 1));
+    range_ = 0;
+  }
+  void step() {
+    for (int64_t k = 0; k < per_step_ && range_ < count_; k++) {
+      __builtin_prefetch(at_[range_], 0, 2);
+      at_[range_] += 64;
+      if (at_[range_] >= end_[range_]) range_++;
+    }
+  }
+
+ private:
+  const char *at_[4], *end_[4];
+  int64_t count_ = 0, range_ = 0, per_step_ = 0;
+};
+
+// dst[0, n) = src[0, n) + add, then max(0, .) if RELU, written past the caches (non-temporal stores), if dst is
+// 64-byte aligned and n a whole number of vectors (else false, nothing written). A layer's output or input gradient
+// goes to main memory (eight copies' activations do not fit in the caches), where a store that first reads the line
+// it writes moves twice the bytes: those reads were a sixth of a forward call on 32x32 planes. The caller ends its
+// thread's stores with end_streams
+template <bool RELU>
+bool stream_plane(const float* src, float* dst, int64_t n, float add) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if (n % V || reinterpret_cast<uintptr_t>(dst) % 64) return false;
+  for (int64_t i = 0; i < n; i += V) _mm512_stream_ps(dst + i, row_op<true, RELU>(Vec::loadu(src + i), add, nullptr));
+  return true;
+#else
+  return false;
+#endif
+}
+
+// orders a thread's non-temporal stores before whatever follows (they are weakly ordered)
+void end_streams() {
+#if defined(CPU_CAPABILITY_AVX512)
+  _mm_sfence();
+#endif
+}
+
 // the lanes l < 16 with lo <= base + l < hi, as a mask
 inline uint32_t lanes(int64_t base, int64_t lo, int64_t hi) {
   const int64_t from = std::max<int64_t>(lo - base, 0), to = std::min<int64_t>(hi - base, 16);
@@ -394,6 +449,7 @@ void build_stack(const Geometry& g, const float* x, float* stack) {
 // a computed output plane (ho rows wq wide) cropped to (ho, wo), plus the bias if `bias`, then the ReLU if RELU
 template <bool RELU>
 void crop(const Geometry& g, const float* plane, const float* bias, float* y) {
+  if (g.wq == g.wo && stream_plane<RELU>(plane, y, g.ho * g.wo, bias ? *bias : 0.f)) return;
   for (int64_t r = 0; r < g.ho; r++) {
     if (bias)
       copy_row<true, RELU>(plane + r * g.wq, y + r * g.wo, g.wo, *bias);
@@ -445,6 +501,13 @@ struct GradSource {
     for (int64_t i = 0; i < size; i++)
       if (on[i] > 0.f) out[(above + i / wp * 2 + at[i] / 2) * g.wq + i % wp * 2 + at[i] % 2] = from[i];
   }
+
+  // starts `ahead` on what filling planes plane..plane + count reads (and `more`)
+  void prefetch(Prefetcher& ahead, int64_t plane, int64_t count, int64_t steps,
+                std::pair<const void*, int64_t> more = {nullptr, 0}) const {
+    ahead.start({{gy + plane * size, 4 * count * size}, {gate ? gate + plane * size : nullptr, 4 * count * size},
+                 {where ? where + plane * size : nullptr, count * size}, more}, steps);
+  }
 };
 
 // The output's gradient gy (N, O, ho, wo), or (N, O, ho / 2, wo / 2) with a fused max-pool (`where`: uint8, shaped as
@@ -468,6 +531,8 @@ GradSource grad_source_of(const Geometry& g, const at::Tensor& gy, const at::Ten
 // an input plane's gradient (phase rows r0.., wq wide) into the input's gradient gx (C, H, W) of the sample
 void fold(const Geometry& g, int64_t plane, const float* from, float* gx) {
   const int64_t phase = plane / g.C, c = plane % g.C, py = phase / g.sx, px = phase % g.sx;
+  const bool whole = g.sy == 1 && g.sx == 1 && g.wq == g.W && g.r0 == g.top;  // the plane's rows are gx's rows
+  if (whole && stream_plane<false>(from, gx + c * g.H * g.W, g.H * g.W, 0.f)) return;
   for (int64_t yq = 0; yq < g.back_rows; yq++) {
     const int64_t y = (g.r0 + yq) * g.sy + py - g.top;
     if (y < 0 || y >= g.H) continue;
@@ -502,10 +567,11 @@ int64_t row_block(int64_t samples, int64_t rows) {
 template <int64_t NV, int64_t NS, typename Done>
 void shifted_rows(const Plan& plan, const Entries& e, const float* values, const float* in, int64_t in_step,
                   int64_t first, int64_t r0, int64_t r1, float* out, int64_t stride, int64_t out_step,
-                  const Done& done) {
+                  Prefetcher& ahead, const Done& done) {
   for (int64_t c = 0; c < plan.chunks; c++) {
     for (int64_t b = 0; b < e.blocks; b++) {  // a block's planes (this chunk of them) stay in L1 over the rows
       for (int64_t r = r0; r < r1; r++) {
+        ahead.step();
         const int64_t row = first + r, p = e.begin(row, b), end = e.begin(row, b + 1);
         if (b > 0 && p == end) continue;
         float* o = out + (r - r0) * stride + c * NV * V;
@@ -570,14 +636,19 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& values, c
       at::Tensor stack_buffer, out_buffer;
       float* stacks = scratch(stack_buffer, NS * g.stack());
       float* out = scratch(out_buffer, NS * block * Lp);
+      Prefetcher ahead;
+      const int64_t sample = g.C * g.H * g.W;
       for (int64_t task = lo, built = -1; task < hi; task++) {
-        const int64_t group = task / tasks, r0 = task % tasks * block, n = groups.first(group);
-        const int64_t ns = groups.count(group), first = n / groups.per_copy * O;
+        const int64_t group = task / tasks, r0 = task % tasks * block, r1 = std::min(O, r0 + block);
+        const int64_t n = groups.first(group), ns = groups.count(group), first = n / groups.per_copy * O;
         if (group != built) {
-          for (int64_t q = 0; q < ns; q++) build_stack(g, xp + (n + q) * g.C * g.H * g.W, stacks + q * g.stack());
+          for (int64_t q = 0; q < ns; q++) build_stack(g, xp + (n + q) * sample, stacks + q * g.stack());
           built = group;
+          const bool next = group + 1 < groups.count_all;
+          ahead.start({{next ? xp + groups.first(group + 1) * sample : nullptr,
+                        next ? 4 * groups.count(group + 1) * sample : 0}}, plan.chunks * e.blocks * (r1 - r0));
         }
-        shifted_rows<NV, NS>(plan, e, w, stacks, g.stack(), first, r0, std::min(O, r0 + block), out, Lp, block * Lp,
+        shifted_rows<NV, NS>(plan, e, w, stacks, g.stack(), first, r0, r1, out, Lp, block * Lp, ahead,
                              [&](int64_t q, int64_t r, const float* plane) {
           if (q >= ns) return;
           const int64_t at = ((n + q) * O + r) * yh * yw;
@@ -588,6 +659,7 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& values, c
             relu ? crop<true>(g, plane, bias_r, yp + at) : crop<false>(g, plane, bias_r, yp + at);
         });
       }
+      end_streams();
     });
   });
   return {y, where};
@@ -618,20 +690,25 @@ at::Tensor input_grad(const at::Tensor& gy, const at::Tensor& values, const at::
       at::Tensor grad_buffer, out_buffer;
       float* grads = scratch(grad_buffer, NS * g.O * P);
       float* out = scratch(out_buffer, NS * block * Lp);
+      Prefetcher ahead;
       for (int64_t task = lo, built = -1; task < hi; task++) {
-        const int64_t group = task / tasks, r0 = task % tasks * block, n = groups.first(group);
-        const int64_t ns = groups.count(group);
+        const int64_t group = task / tasks, r0 = task % tasks * block, r1 = std::min(R, r0 + block);
+        const int64_t n = groups.first(group), ns = groups.count(group);
         if (group != built) {
           for (int64_t q = 0; q < ns; q++)
             for (int64_t o = 0; o < g.O; o++)
               source.fill(g, (n + q) * g.O + o, g.top_rows, grads + (q * g.O + o) * P);
           built = group;
+          if (group + 1 < groups.count_all)
+            source.prefetch(ahead, groups.first(group + 1) * g.O, groups.count(group + 1) * g.O,
+                            plan.chunks * e.blocks * (r1 - r0));
         }
-        shifted_rows<NV, NS>(plan, e, w, grads, g.O * P, n / groups.per_copy * R, r0, std::min(R, r0 + block), out,
-                             Lp, block * Lp, [&](int64_t q, int64_t r, const float* plane) {
+        shifted_rows<NV, NS>(plan, e, w, grads, g.O * P, n / groups.per_copy * R, r0, r1, out, Lp, block * Lp, ahead,
+                             [&](int64_t q, int64_t r, const float* plane) {
           if (q < ns) fold(g, r, plane, gxp + (n + q) * g.C * g.H * g.W);
         });
       }
+      end_streams();
     });
   });
   return gx;
@@ -653,7 +730,7 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
   at::Tensor grad = at::empty({off.numel()}, x.options()), grad_bias = at::empty({e.copies, R}, x.options());
   const float* xp = x.data_ptr<float>();
   float *dw = grad.data_ptr<float>(), *db = grad_bias.data_ptr<float>();
-  const int64_t per_copy = N / e.copies;
+  const int64_t per_copy = N / e.copies, sample = g.C * g.H * g.W;
   // tasks (copy, block of rows), each over all the copy's samples: few, since each builds all their stacks; one
   // sample at a time: blocks whose lane-wise sums fit in L2 (ACC_BYTES)
   const int64_t per_row = std::max<int64_t>(1, off.numel() / (e.copies * R));
@@ -668,6 +745,7 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
       float* stacks = scratch(stack_buffer, NS * g.stack());
       float* grads = scratch(grad_buffer, NS * block * P);
       std::vector<Vec> acc, bias_acc;
+      Prefetcher ahead;
       for (int64_t task = lo; task < hi; task++) {
         const int64_t k = task / tasks, r0 = task % tasks * block, r1 = std::min(R, r0 + block);
         if (r0 >= r1) continue;
@@ -679,7 +757,7 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
           ns = std::min(NS, (k + 1) * per_copy - n);
           for (int64_t q = 0; q < NS; q++) {  // the last group of a copy: missing samples are zeros
             if (q < ns)
-              build_stack(g, xp + (n + q) * g.C * g.H * g.W, stacks + q * g.stack());
+              build_stack(g, xp + (n + q) * sample, stacks + q * g.stack());
             else
               std::fill(stacks + q * g.stack(), stacks + (q + 1) * g.stack(), 0.f);
             for (int64_t r = r0; r < r1; r++) {
@@ -693,11 +771,16 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
               for (int64_t i = 0; i < Lp; i += V) total = total + Vec::loadu(plane + i);
             }
           }
+          const int64_t next = n + ns, next_ns = std::min(NS, (k + 1) * per_copy - next);
+          if (next_ns > 0)  // the next samples' inputs, and their gradients' rows (of the first only, if not all)
+            source.prefetch(ahead, next * R + r0, r1 - r0 == R ? next_ns * R : r1 - r0,
+                            plan.chunks * e.blocks * (r1 - r0), {xp + next * sample, 4 * next_ns * sample});
           for (int64_t c = 0; c < plan.chunks; c++) {
             const float* in[NS];
             for (int64_t q = 0; q < NS; q++) in[q] = stacks + q * g.stack() + c * NV * V;
             for (int64_t b = 0; b < e.blocks; b++) {  // a block's planes (this chunk of them) stay in L1 over the rows
               for (int64_t r = r0; r < r1; r++) {
+                ahead.step();
                 const int64_t row = k * R + r, p = e.begin(row, b), end = e.begin(row, b + 1);
                 const float* gr[NS];
                 for (int64_t q = 0; q < NS; q++) gr[q] = grads + (q * block + r - r0) * P + c * NV * V;
