@@ -94,6 +94,21 @@ def test_sparse_conv_equals_the_dense_masked_convolution_of_each_copy(built, k, 
     check(sparse, dense)
 
 
+@pytest.mark.parametrize("height,width", [(4, 32), (5, 9), (6, 48)])
+def test_fused_max_pool_breaks_ties_and_nans_as_torch(built, height, width):
+    """Windows with equal maxima go to the first, a NaN wins its window, as torch's max_pool2d picks them: outputs and
+    the input gradients routed through the choices equal torch's (a 1x1 convolution of weight 1 keeps the ties
+    exact), 16 windows at a time and in odd-sized tails."""
+    g = torch.Generator().manual_seed(height * width)
+    h = torch.randint(-1, 3, (1, 3, 1, height, width), generator=g).float()  # few values: many ties
+    h[torch.rand(h.shape, generator=g) < 0.05] = float("nan")
+    ones = torch.ones(1, 1, 1, 1, 1, dtype=torch.bool)
+    sparse, dense, _ = run(h, ones.float(), ones, None, 1, 0, 1, relu=True, pool=True)
+    assert sparse[0].isnan().any() and (sparse[0] == 0).any()
+    for got, want in zip(sparse[:2], dense[:2], strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's, about its own copy
 @pytest.mark.parametrize("shape", [
     (8, 3, 1, 1, 1), (16, 3, 1, 1, 1), (8, 5, 2, 1, 1), (8, 3, 2, 2, 1),  # compact: rows dividing 32, as wide as in
