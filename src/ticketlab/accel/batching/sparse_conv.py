@@ -22,11 +22,11 @@ from ticketlab.accel.extensions import build
 
 # Up to here a sparse layer's forward + backward (gradients of input, weights and bias) was clearly faster than torch's
 # dense convolution of each copy on every Conv-6 and ResNet-20 layer (benchmarks/sparse_conv_layer.py, 8 copies, batch
-# 60, 2 threads): at 10% kept 0.21-0.27x the dense time (Conv-6), 0.22-0.33x (ResNet-20); <= 0.70x at 30%; the
-# worst, Conv-6's conv6 (256 channels on 8x8), was 1.08x at 50% (conv5: 1.03x).
+# 60, 2 threads): at 10% kept 0.17-0.26x the dense time (Conv-6), 0.14-0.37x (ResNet-20); <= 0.70x at 30%; the
+# worst, Conv-6's conv6 (256 channels on 8x8), was 1.09x at 50% (conv5: 1.05x).
 SPARSE_CONV_MAX_KEPT = 0.3
 # Convolutions of few input channels, where torch's dense convolution is least efficient, were faster sparse still at
-# 50% kept: ResNet-20's 16- and 32-channel layers 0.47-0.70x the dense time (the same table).
+# 50% kept: ResNet-20's 16- and 32-channel layers 0.37-0.73x the dense time (the same table).
 SMALL_CONV_CHANNELS, SMALL_CONV_MAX_KEPT = 32, 0.5
 
 

@@ -8,7 +8,7 @@ convolutions left dense hold at most DENSE_CONV_SHARE of the convolutions' multi
 channels, a 1x1 shortcut), and only plain convnets (nn.Sequential, stacked.py): copies of a residual network with
 batch norm run the model's own forward over stacked layers (stacked_modules.py), where batch norm, ReLU and the
 additions over K copies' activations (too large for the caches) eat most of what sparse convolutions save (8
-ResNet-20 tickets at 16.8% kept: 1.13x the throughput of sequential runs, for K copies' activations in memory at
+ResNet-20 tickets at 16.8% kept: 1.24x the throughput of sequential runs, for K copies' activations in memory at
 once; other models of that path are unmeasured). Otherwise the engine trains the copies one after another, each as
 `train` would alone."""
 
