@@ -333,7 +333,8 @@ class Prefetcher {
     for (const auto& [from, bytes] : ranges) {
       if (!from || bytes <= 0) continue;
       at_[count_] = static_cast<const char*>(from);
-      end_[count_++] = at_[count_] + bytes;
+      end_[count_] = at_[count_] + bytes;
+      count_++;
       lines += ceil_div(bytes, 64);
     }
     per_step_ = ceil_div(lines, std::max<int64_t>(steps, 1));
@@ -528,10 +529,40 @@ struct GradSource {
       return;
     }
     const uint8_t* at = where + plane * size;
-    for (int64_t y = 0; y < g.ho; y++) std::fill_n(out + (above + y) * g.wq, g.wo, 0.f);
-    const int64_t wp = g.wo / 2;
-    for (int64_t i = 0; i < size; i++)
-      if (!(on[i] <= 0.f)) out[(above + i / wp * 2 + at[i] / 2) * g.wq + i % wp * 2 + at[i] % 2] = from[i];
+    const int64_t hp = g.ho / 2, wp = g.wo / 2;
+    for (int64_t y = 2 * hp; y < g.ho; y++) std::fill_n(out + (above + y) * g.wq, g.wo, 0.f);  // an odd last row
+    for (int64_t i = 0; i < hp; i++) {
+      float* top = out + (above + 2 * i) * g.wq;
+      int64_t j = 0;
+#if defined(CPU_CAPABILITY_AVX512)
+      // 16 windows at a time: each gradient to its window's position, interleaved back into two rows
+      const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const __m512i high = _mm512_add_epi32(low, _mm512_set1_epi32(8));
+      for (; j < wp; j += 16) {
+        const __mmask16 in = static_cast<__mmask16>(lanes(j, 0, wp));
+        const int64_t w = i * wp + j;
+        const __m512 grad = _mm512_maskz_loadu_ps(in, from + w);
+        const __mmask16 pass = in & ~_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, on + w), _mm512_setzero_ps(),
+                                                        _CMP_LE_OQ);  // a NaN output passes, as in torch
+        const __m512i position = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in, at + w));
+        __m512 v[4];
+        for (int q = 0; q < 4; q++)
+          v[q] = _mm512_maskz_mov_ps(pass & _mm512_cmpeq_epi32_mask(position, _mm512_set1_epi32(q)), grad);
+        for (int row = 0; row < 2; row++) {
+          float* r = top + row * g.wq + 2 * j;
+          _mm512_mask_storeu_ps(r, lanes(2 * j, 0, 2 * wp), _mm512_permutex2var_ps(v[2 * row], low, v[2 * row + 1]));
+          _mm512_mask_storeu_ps(r + 16, lanes(2 * j + 16, 0, 2 * wp),
+                                _mm512_permutex2var_ps(v[2 * row], high, v[2 * row + 1]));
+        }
+      }
+#endif
+      for (; j < wp; j++) {
+        const int64_t w = i * wp + j;
+        float* window[4] = {top + 2 * j, top + 2 * j + 1, top + g.wq + 2 * j, top + g.wq + 2 * j + 1};
+        for (int q = 0; q < 4; q++) *window[q] = q == at[w] && !(on[w] <= 0.f) ? from[w] : 0.f;
+      }
+      if (g.wo % 2) top[g.wo - 1] = top[g.wq + g.wo - 1] = 0.f;  // an odd last column
+    }
   }
 
   // starts `ahead` on what filling planes plane..plane + count reads (and `more`)
