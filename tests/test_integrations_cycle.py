@@ -98,3 +98,56 @@ def test_another_model_at_a_later_level_is_refused():
     cycle.next_level()
     with pytest.raises(TicketlabError, match="level 1 trains another model"):
         cycle.begin_training(model_and_data()[0], STEPS)
+
+
+def test_a_saved_cycle_goes_on_elsewhere_as_if_never_stopped(tmp_path):
+    """Levels 0-1, saved, loaded into a new model of other weights (as another process would), then on to level 3:
+    the same masks, weights and history as levels 0-3 in one go."""
+    spec, path = PruneSpec(rate=0.3, rates={"2.weight": 0.1}), tmp_path / "cycle.safetensors"
+    whole, x, y = model_and_data()
+    once = LotteryCycle(spec, rewind=2)
+    for _ in once.levels(3):
+        train(once, whole, x, y)
+
+    first = model_and_data()[0]
+    cycle = LotteryCycle(spec, rewind=2)
+    for _ in cycle.levels(1):
+        train(cycle, first, x, y)
+    cycle.save(path)
+    torch.manual_seed(7)
+    other = nn.Sequential(nn.Linear(6, 7), nn.ReLU(), nn.Linear(7, 3))
+    resumed = LotteryCycle.load(path, other)
+    assert resumed.spec == spec and resumed.rewind_step == 2 and resumed.level == 1 and resumed.trained()
+    levels = []
+    for level in resumed.levels(3):
+        levels.append(level)
+        train(resumed, other, x, y)
+    assert levels == [2, 3]
+    assert resumed.masks == once.masks and resumed.history == once.history
+    assert all(torch.equal(t, whole.state_dict()[n]) for n, t in other.state_dict().items())
+
+
+def test_saving_and_loading_a_cycle_refuse_what_cannot_go_on(tmp_path):
+    """Saving mid-training or before any training, loading into another architecture (the model untouched), a file
+    that is not a saved cycle, a truncated one: one-line errors."""
+    model, x, y = model_and_data()
+    cycle, path = LotteryCycle(), tmp_path / "cycle.safetensors"
+    with pytest.raises(TicketlabError, match="nothing to save: level 0 has not started training"):
+        cycle.save(path)
+    cycle.begin_training(model, STEPS)
+    with pytest.raises(TicketlabError, match="level 0 is training: save the cycle between levels"):
+        cycle.save(path)
+    cycle.end_training(STEPS)
+    cycle.save(path)
+    wider = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    before = {n: t.clone() for n, t in wider.state_dict().items()}
+    with pytest.raises(TicketlabError, match=r"holds another model than this Sequential: '0.weight' is \(7, 6\) "
+                                             r"there, \(8, 6\) here"):
+        LotteryCycle.load(path, wider)
+    assert all(torch.equal(t, before[n]) for n, t in wider.state_dict().items())
+    cycle.masks.save(tmp_path / "masks.safetensors")
+    with pytest.raises(TicketlabError, match="is not a saved lottery cycle"):
+        LotteryCycle.load(tmp_path / "masks.safetensors", model)
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(TicketlabError, match="corrupt or truncated"):
+        LotteryCycle.load(tmp_path / "cut.safetensors", model)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")  # the frameworks' own depreca
 
 
 def test_the_examples_are_found():
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 6
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"example{i}" for i in range(len(BLOCKS))])

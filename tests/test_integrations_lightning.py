@@ -98,6 +98,26 @@ def test_levels_keep_masks_and_start_from_the_rewind_point():
     assert not torch.equal(theta_k["net.1.running_mean"], probe.begins[0]["net.1.running_mean"])
 
 
+def test_a_saved_callback_goes_on_in_a_new_trainer_and_module(tmp_path):
+    """Level 0 trained and saved; loaded into a new module of other weights (as another process would): a
+    LotteryCallback whose level 1 starts from the same masks and weights as the original's would."""
+    module, cb, path = small_cnn(), LotteryCallback(PruneSpec(rate=0.5), rewind=2), tmp_path / "cycle.safetensors"
+    for _ in cb.levels(0):
+        trainer([cb]).fit(module, loader(), loader(1))
+    cb.save(path)
+    cb.next_level()
+    torch.manual_seed(5)
+    other = SmallCNN()
+    loaded = LotteryCallback.load(path, other)
+    assert isinstance(loaded, LotteryCallback)
+    probe = Probe(step=1)
+    for level in loaded.levels(1):
+        assert level == 1 and loaded.masks == cb.masks
+        trainer([loaded, probe]).fit(other, loader(), loader(1))
+    assert all(torch.equal(t, module.state_dict()[n]) for n, t in probe.begins[0].items())
+    assert [(row["level"], row["density"]) for row in loaded.history] == [(0, 1.0), (1, 0.5)]
+
+
 def test_a_trainer_used_for_two_levels_is_refused():
     module, cb = small_cnn(), LotteryCallback(PruneSpec(rate=0.2))
     levels = cb.levels(1)

@@ -10,18 +10,25 @@ into the five calls below; everything a level does lives here, once:
     end_training(steps)                  the trainer stops
 
 and the user moves from level to level with `levels(n)` (or `next_level()`): prune the trained weights by magnitude
-(`PruneSpec`), reset the survivors to the rewind point, and the next training run starts from there.
+(`PruneSpec`), reset the survivors to the rewind point, and the next training run starts from there. Between levels
+`save(path)` writes the whole cycle and the model's weights to one safetensors file, and `load(path, model)` carries
+on from it in another process.
 """
 
+import dataclasses
+import json
 from collections.abc import Iterator, Mapping
 
 import torch
 from torch import nn
 
+from ticketlab.core.files import load_tensors, save_tensors
 from ticketlab.core.masked_update import MaskedUpdate
 from ticketlab.core.masks import Masks, match_names, prunable_names
 from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.errors import TicketlabError
+
+FORMAT = "ticketlab-lottery-cycle/1"
 
 
 def check_rewind(rewind: str | int) -> int:
@@ -55,14 +62,20 @@ class LotteryCycle:
 
     # -- the user's side -----------------------------------------------------------------------------------------
     def levels(self, n: int) -> Iterator[int]:
-        """Level 0 (dense), then `n` pruned levels (as `lottery.levels`): train once in the loop body; between bodies
-        the model is pruned and rewound."""
+        """The levels up to level `n`: level 0 (dense), then `n` pruned levels (as `lottery.levels`); train once in the
+        loop body; between bodies the model is pruned and rewound. A cycle that has trained its current level (one
+        loaded from a file) starts with the next."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise TicketlabError(f"levels must be a whole number >= 0 (pruned levels after the dense level 0), "
                                  f"got {n!r}")
-        yield self.level
-        for _ in range(n):
+        if not self.trained():
+            yield self.level
+        while self.level < n:
             yield self.next_level()
+
+    def trained(self) -> bool:
+        """Whether the current level has finished a training run."""
+        return bool(self.history) and self.history[-1]["steps"] > 0 and self._update is None
 
     def next_level(self) -> int:
         """Prune the trained weights, rewind the survivors; returns the new level."""
@@ -77,6 +90,47 @@ class LotteryCycle:
         self.level += 1
         self._open_level()
         return self.level
+
+    def save(self, path) -> None:
+        """The cycle (spec, rewind step, level, masks, rewind point, history) and the model's weights, as one
+        safetensors file, written atomically; between training runs only."""
+        if self._update is not None:
+            raise TicketlabError(f"level {self.level} is training: save the cycle between levels")
+        if self.model is None:
+            raise TicketlabError("nothing to save: level 0 has not started training with this cycle")
+        tensors = {f"weights/{n}": t for n, t in self.model.state_dict().items()}
+        tensors |= {f"masks/{n}": t for n, t in self.masks.items()}
+        tensors |= {f"rewind/{n}": t for n, t in (self.rewind_point or {}).items()}
+        spec = dataclasses.asdict(self.spec)
+        meta = {"format": FORMAT, "level": str(self.level), "rewind_step": str(self.rewind_step),
+                "spec": json.dumps(spec), "history": json.dumps(self.history)}
+        save_tensors(path, tensors, metadata=meta)
+
+    @classmethod
+    def load(cls, path, model: nn.Module):
+        """The cycle saved at `path`, carried on with `model` (the same architecture), which gets the saved weights
+        and masks: `levels(n)` then goes on with the level after the last one trained."""
+        tensors, meta = load_tensors(path)
+        if meta.get("format") != FORMAT:
+            raise TicketlabError(f"{path} is not a saved lottery cycle (format {meta.get('format')!r})")
+        try:
+            spec = json.loads(meta["spec"])
+            cycle = cls(PruneSpec(**spec | {"exclude": tuple(spec["exclude"])}), rewind=int(meta["rewind_step"]))
+            level, history = int(meta["level"]), json.loads(meta["history"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise TicketlabError(f"corrupt lottery cycle file {path}: {e}") from None
+        part = {kind: {n.split("/", 1)[1]: t for n, t in tensors.items() if n.startswith(f"{kind}/")}
+                for kind in ("weights", "masks", "rewind")}
+        difference = _difference(model.state_dict(), part["weights"])
+        if difference:
+            raise TicketlabError(f"{path} holds another model than this {type(model).__name__}: {difference}")
+        masks = Masks(part["masks"])
+        masks.check(model)
+        model.load_state_dict(part["weights"])
+        masks.apply(model)
+        cycle.model, cycle.masks, cycle.level, cycle.history = model, masks, level, history
+        cycle.rewind_point = part["rewind"] or None
+        return cycle
 
     # -- the framework callback's side -----------------------------------------------------------------------------
     def begin_training(self, model: nn.Module, total_steps: int | float | None) -> None:
@@ -145,6 +199,18 @@ def _check_patterns(model: nn.Module, names: list[str], patterns, what: str) -> 
             shown = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
             raise TicketlabError(f"PruneSpec {what} pattern {pattern!r} matches no prunable parameter of "
                                  f"{type(model).__name__}; prunable: {shown}") from None
+
+
+def _difference(own: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> str:
+    """The first tensor, in the model's order, that the saved weights lack or hold in another shape; or a saved
+    tensor the model lacks; "" when they match."""
+    for name, t in own.items():
+        if name not in saved:
+            return f"it has no {name!r}"
+        if saved[name].shape != t.shape:
+            return f"{name!r} is {tuple(saved[name].shape)} there, {tuple(t.shape)} here"
+    extra = [name for name in saved if name not in own]
+    return f"the model has no {extra[0]!r}" if extra else ""
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
