@@ -26,6 +26,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "vec_sums.h"
+
 namespace {
 
 using Vec = at::vec::Vectorized<float>;
@@ -159,19 +161,8 @@ __attribute__((always_inline)) inline void chunk_sum(const float* in, int64_t in
     for (int64_t j = 0; j < NV; j++) a[q][j].store(out + q * out_step + j * V);
 }
 
-// the sums of four vectors' entries, into out[0..3]
-inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, float* out) {
-#if defined(CPU_CAPABILITY_AVX512)
-  const auto to128 = [](__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  };
-  _mm_storeu_ps(out, _mm_hadd_ps(_mm_hadd_ps(to128(a), to128(b)), _mm_hadd_ps(to128(c), to128(d))));
-#else
-  const Vec* v[4] = {&a, &b, &c, &d};
-  for (int i = 0; i < 4; i++) out[i] = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, *v[i]);
-#endif
-}
+using ticketlab_sums::reduce4;
+using ticketlab_sums::sum;
 
 // Samples whose dot products kept_grad takes at once, for chunks of NV vectors: as many as registers allow
 constexpr int64_t samples_at_once(int64_t nv) { return nv <= 3 ? 4 : nv <= 5 ? 3 : nv <= SHORT_CHUNK ? 2 : 1; }
@@ -229,12 +220,12 @@ inline void chunk_dots(const float* const* g, const float* const* in, const int6
     }
   }
   for (; p < end; p++) {
-    Vec sum;
-    dots(p, std::integral_constant<int64_t, 1>{}, &sum);
+    Vec total;
+    dots(p, std::integral_constant<int64_t, 1>{}, &total);
     if constexpr (NS == 1)
-      acc[p - from] = acc[p - from] + sum;
+      acc[p - from] = acc[p - from] + total;
     else
-      dw[p - from] += at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, sum);
+      dw[p - from] += sum(total);
   }
 }
 
@@ -800,7 +791,6 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
   const int64_t fits = plan_of(g.length()).nv <= SHORT_CHUNK ? R : std::max<int64_t>(1, ACC_BYTES / (64 * per_row));
   const int64_t block = std::min(ceil_div(R, ceil_div(2 * at::get_num_threads(), e.copies)), fits);
   const int64_t tasks = ceil_div(R, block);
-  const auto hsum = [](const Vec& v) { return at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, v); };
   with_nv(plan.nv, [&](auto nv) {
     constexpr int64_t NV = decltype(nv)::value, NS = samples_at_once(NV);
     at::parallel_for(0, e.copies * tasks, 1, [&](int64_t lo, int64_t hi) {
@@ -857,8 +847,8 @@ std::vector<at::Tensor> kept_grad(const at::Tensor& gy, const at::Tensor& x, con
           }
         }
         if (NS == 1)
-          for (int64_t p = first; p < last; p++) dw[p] = hsum(acc[p - first]);
-        for (int64_t r = r0; r < r1; r++) db[k * R + r] = hsum(bias_acc[r - r0]);
+          for (int64_t p = first; p < last; p++) dw[p] = sum(acc[p - first]);
+        for (int64_t r = r0; r < r1; r++) db[k * R + r] = sum(bias_acc[r - r0]);
       }
     });
   });

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "adam_math.h"
+#include "vec_sums.h"
 
 namespace {
 
@@ -96,22 +97,8 @@ void for_blocks(int64_t batch, const F& f) {
   }
 }
 
-inline float sum(const Vec& v) {
-  return at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, v);
-}
-
-// the sums of four vectors' entries, into out[0..3]
-inline void reduce4(const Vec& a, const Vec& b, const Vec& c, const Vec& d, float* out) {
-#if defined(CPU_CAPABILITY_AVX512)
-  const auto to128 = [](__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  };
-  _mm_storeu_ps(out, _mm_hadd_ps(_mm_hadd_ps(to128(a), to128(b)), _mm_hadd_ps(to128(c), to128(d))));
-#else
-  out[0] = sum(a), out[1] = sum(b), out[2] = sum(c), out[3] = sum(d);
-#endif
-}
+using ticketlab_sums::reduce4;
+using ticketlab_sums::sum;
 
 // out[r, :] = bias[r] + sum over row r's entries p of value(p) * in[copy, col[p], :]; out (K, R, B) contiguous
 // (then max(out, 0) if `relu`: as torch.relu, NaN kept)
