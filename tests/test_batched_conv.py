@@ -3,6 +3,7 @@ convnets and in models beyond nn.Sequential (stacked_modules.py: residual blocks
 statistics); killed with SIGKILL mid-run, a group resumes to the files of its uninterrupted run."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -124,8 +125,8 @@ def test_sparse_convolutional_copies_evaluate_together_as_each_alone(tmp_path, m
 
 
 def test_convolutional_copies_batch_only_where_their_convolutions_train_sparse(tmp_path):
-    """Dense convolutions gain nothing from batching (they run copy by copy) and lose to the stacking's copies, and
-    residual networks lose to their stacking even with sparse convolutions: such copies train one after another;
+    """Dense convolutions gain nothing from batching (they run copy by copy) and lose to the stacking's copies: such
+    copies train one after another. Residual networks with batch norm batch once their convolutions train sparse;
     Linear-only models always batch."""
     from ticketlab.accel import KERNELS, PURE_TORCH
 
@@ -136,6 +137,29 @@ def test_convolutional_copies_batch_only_where_their_convolutions_train_sparse(t
     assert not KERNELS.worth_batching(lightly_pruned)
     assert KERNELS.worth_batching(sparse)
     assert KERNELS.worth_batching(tickets_for("mlp", tmp_path / "c", cfg, k=2))
-    resnet = tickets_for("resnet", tmp_path / "d", cfg, k=2, rates=SPARSE_RATES, scope="layer")
-    assert not KERNELS.worth_batching(resnet)  # residual blocks and batch norm: measured slower batched
+    assert KERNELS.worth_batching(tickets_for("resnet", tmp_path / "d", cfg, k=2, rates=SPARSE_RATES, scope="layer"))
+    assert not KERNELS.worth_batching(tickets_for("resnet", tmp_path / "e", cfg, k=2))
     assert PURE_TORCH.worth_batching(lightly_pruned)  # the base class: whatever `batchable` allowed
+
+
+def test_copies_batch_only_if_their_activations_fit_in_half_the_available_memory(tmp_path, monkeypatch):
+    """K copies' activations live at once: the group batches only if K times what one copy's forward pass saves for
+    backward fits in half the memory available; measuring it leaves the model's batch norm statistics and modes as
+    they were."""
+    from ticketlab.accel.batching import worth
+
+    cfg = TrainConfig(steps="4it")
+    tickets = tickets_for("resnet", tmp_path, cfg, k=2, rates=SPARSE_RATES, scope="layer")
+    model = tickets[0].model
+    modes = {name: m.training for name, m in model.named_modules()}
+    before = {name: b.clone() for name, b in model.named_buffers()}
+    saved = worth.saved_bytes(tickets[0])
+    batch, pixels = tickets[0].plan.batch_size, math.prod(tickets[0].splits.input_shape)
+    assert saved >= 4 * batch * pixels  # the input, at least, is saved (by the first convolution)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert all(torch.equal(b, before[name]) for name, b in model.named_buffers())
+    monkeypatch.setattr(worth, "available_memory", lambda: 4 * saved)  # 2 copies need 2x, half of 4x: fits
+    assert worth.fits_in_memory(tickets)
+    monkeypatch.setattr(worth, "available_memory", lambda: 4 * saved - 1)
+    assert not worth.fits_in_memory(tickets)
+    assert worth.available_memory() > 0

@@ -98,7 +98,7 @@ class LotteryCycle:
             raise TicketlabError(f"level {self.level} is training: save the cycle between levels")
         if self.model is None:
             raise TicketlabError("nothing to save: level 0 has not started training with this cycle")
-        tensors = {f"weights/{n}": t for n, t in self.model.state_dict().items()}
+        tensors = {f"weights/{n}": t for n, t in _snapshot(self.model).items()}  # copies: tied weights share memory
         tensors |= {f"masks/{n}": t for n, t in self.masks.items()}
         tensors |= {f"rewind/{n}": t for n, t in (self.rewind_point or {}).items()}
         spec = dataclasses.asdict(self.spec)
@@ -124,7 +124,7 @@ class LotteryCycle:
         difference = _difference(model.state_dict(), part["weights"])
         if difference:
             raise TicketlabError(f"{path} holds another model than this {type(model).__name__}: {difference}")
-        masks = Masks(part["masks"])
+        masks = Masks(part["masks"]).to(next(model.parameters()).device)
         masks.check(model)
         model.load_state_dict(part["weights"])
         masks.apply(model)
