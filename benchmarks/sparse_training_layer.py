@@ -12,11 +12,6 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from ticketlab.accel.batching.sparse_linear import NO_TENSOR, SparseWeight, kernel
-from ticketlab.bench.noise import load_mark, load_since, paired_ratio
-
 ROUNDS, CALLS = 7, 30
 
 
@@ -38,6 +33,10 @@ def interleaved_ms(functions: dict) -> dict:
 def layer_times(kept: float, x, dy, bias, g) -> dict:
     """ms per round of the sparse kernel's passes and of the dense batched matmuls doing the same, under a random
     mask."""
+    import torch
+
+    from ticketlab.accel.batching.sparse_linear import NO_TENSOR, SparseWeight, kernel
+
     k, o, f = x.shape[0], dy.shape[2], x.shape[2]
     xt, dyt = x.transpose(1, 2).contiguous(), dy.transpose(1, 2).contiguous()
     masks = torch.rand(k, o, f, generator=g) < kept
@@ -62,6 +61,11 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="10%% kept only, 3 short rounds (a check that it runs)")
     args = parser.parse_args()
+    import torch  # after parsing: --help answers without importing torch
+
+    from ticketlab.accel.batching.sparse_linear import kernel
+    from ticketlab.bench.noise import load_mark, load_since, paired_ratio
+
     global ROUNDS, CALLS
     kept_fractions = (0.1,) if args.smoke else (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
     if args.smoke:

@@ -15,16 +15,11 @@ import dataclasses
 import statistics
 import time
 
-import torch
 
-from ticketlab.bench.noise import load_mark, load_since, paired_ratio, spread, verdict
-from ticketlab.paper.theory.phase import PhaseSettings, run_row
-from ticketlab.paper.theory.seeds import stream
-from ticketlab.paper.theory.teacher import Teacher, make_teacher
+def vectorised(s, teacher) -> tuple[float, dict]:
+    """Seconds for the whole grid (PhaseSettings s), and the successes per (variant, N, r) cell."""
+    from ticketlab.paper.theory.phase import run_row
 
-
-def vectorised(s: PhaseSettings, teacher: Teacher) -> tuple[float, dict]:
-    """Seconds for the whole grid, and the successes per (variant, N, r) cell."""
     start = time.perf_counter()
     rows = [row for N in s.Ns for row in run_row(s, teacher, N, 0)]
     success = {}
@@ -34,7 +29,9 @@ def vectorised(s: PhaseSettings, teacher: Teacher) -> tuple[float, dict]:
     return time.perf_counter() - start, success
 
 
-def loop(s: PhaseSettings, singles: list[Teacher]) -> tuple[float, dict]:
+def loop(s, singles: list) -> tuple[float, dict]:
+    from ticketlab.paper.theory.phase import run_row
+
     start = time.perf_counter()
     success = {}
     for N in s.Ns:
@@ -53,6 +50,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of both (default 3)")
     parser.add_argument("--smoke", action="store_true", help="2 trials, one r, one N, 2 repeats (a check that it runs)")
     args = parser.parse_args()
+    import torch  # after parsing: --help answers without importing torch
+
+    from ticketlab.bench.noise import load_mark, load_since, paired_ratio, spread, verdict
+    from ticketlab.paper.theory.phase import PhaseSettings
+    from ticketlab.paper.theory.seeds import stream
+    from ticketlab.paper.theory.teacher import Teacher, make_teacher
+
     torch.set_num_threads(1)
     s = PhaseSettings(trials=2 if args.smoke else args.trials, variants=tuple(args.variants.split(",")))
     if args.smoke:
