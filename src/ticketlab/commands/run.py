@@ -12,8 +12,8 @@ def add_parser(sub):
                    help="train data-parallel on N processes (DDP: gloo on CPU, nccl on CUDA); data.batch_size is the "
                         "global batch, split over them (docs/distributed.md)")
     p.add_argument("--tensorboard", metavar="DIR",
-                   help="also write every metric row as TensorBoard scalars, one TensorBoard run per run directory "
-                        "under DIR (extra: tensorboard)")
+                   help="also write every metric row as TensorBoard scalars, one TensorBoard run per stage, "
+                        "DIR/<run>/<stage> (extra: tensorboard)")
     p.set_defaults(run=main)
 
 
