@@ -24,6 +24,7 @@ from torch import nn
 
 from ticketlab.core.files import load_tensors, save_tensors
 from ticketlab.core.masks import Masks, describe_density, pack_bits, unpack_bits
+from ticketlab.core.model_state import load_state
 from ticketlab.errors import TicketlabError, unknown
 
 FORMAT = "ticketlab-export/1"
@@ -275,16 +276,4 @@ def load_compact(path, model: nn.Module) -> nn.Module:
     """Fill `model` (a plain dense model of the same architecture) from a compact checkpoint; returns it.
 
     A different architecture is refused, naming the first tensor (in the model's order) that does not match."""
-    state = load_compact_state_dict(path)
-    own = model.state_dict()
-    for name, t in own.items():
-        if name not in state:
-            raise TicketlabError(f"{path} lacks tensor {name!r} of the model (another architecture?)")
-        if tuple(state[name].shape) != tuple(t.shape):
-            raise TicketlabError(f"{path}: tensor {name!r} has shape {tuple(state[name].shape)}, the model "
-                                 f"{tuple(t.shape)} (another architecture?)")
-    extra = [n for n in state if n not in own]
-    if extra:
-        raise TicketlabError(f"{path} has tensor {extra[0]!r} that the model lacks (another architecture?)")
-    model.load_state_dict(state)
-    return model
+    return load_state(model, load_compact_state_dict(path), path)

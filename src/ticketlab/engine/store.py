@@ -26,6 +26,7 @@ from ticketlab.core.files import (
     write_json_atomic,
 )
 from ticketlab.core.fingerprint import Fingerprint
+from ticketlab.core.model_state import load_state
 from ticketlab.engine.checkpoint import load_checkpoint as load_checkpoint  # re-exported: the stage's checkpoint
 from ticketlab.engine.checkpoint import save_checkpoint as save_checkpoint
 from ticketlab.engine.config import Config, from_dict
@@ -145,19 +146,7 @@ def save_weights(path: Path, model: nn.Module) -> None:
 
 def load_weights(path: Path, model: nn.Module) -> nn.Module:
     """Load a state dict saved by `save_weights` into `model` (strict: names and shapes must match)."""
-    tensors, _ = load_tensors(path)
-    own = model.state_dict()
-    for name, t in own.items():
-        if name not in tensors:
-            raise TicketlabError(f"{path} lacks tensor {name!r} of the model")
-        if tensors[name].shape != t.shape:
-            shape = tuple(tensors[name].shape)
-            raise TicketlabError(f"{path}: tensor {name!r} has shape {shape}, the model {tuple(t.shape)}")
-    extra = sorted(set(tensors) - set(own))
-    if extra:
-        raise TicketlabError(f"{path} has tensor {extra[0]!r} that the model lacks")
-    model.load_state_dict(tensors)
-    return model
+    return load_state(model, load_tensors(path)[0], path)
 
 
 def read_metrics(path: Path, upto_step: int | None = None) -> list[dict]:

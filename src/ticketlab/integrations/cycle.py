@@ -25,6 +25,7 @@ from torch import nn
 from ticketlab.core.files import load_tensors, save_tensors
 from ticketlab.core.masked_update import MaskedUpdate
 from ticketlab.core.masks import Masks, match_names, prunable_names
+from ticketlab.core.model_state import check_state
 from ticketlab.core.pruning import PruneSpec, prune
 from ticketlab.errors import TicketlabError
 
@@ -121,12 +122,11 @@ class LotteryCycle:
             raise TicketlabError(f"corrupt lottery cycle file {path}: {e}") from None
         part = {kind: {n.split("/", 1)[1]: t for n, t in tensors.items() if n.startswith(f"{kind}/")}
                 for kind in ("weights", "masks", "rewind")}
-        difference = _difference(model.state_dict(), part["weights"])
-        if difference:
-            raise TicketlabError(f"{path} holds another model than this {type(model).__name__}: {difference}")
-        masks = Masks(part["masks"]).to(next(model.parameters()).device)
+        check_state(model, part["weights"], path)  # before loading anything: a refused file leaves the model as it was
+        masks = Masks(part["masks"])
         masks.check(model)
         model.load_state_dict(part["weights"])
+        masks = masks.to(next(model.parameters()).device)
         masks.apply(model)
         cycle.model, cycle.masks, cycle.level, cycle.history = model, masks, level, history
         cycle.rewind_point = part["rewind"] or None
@@ -199,18 +199,6 @@ def _check_patterns(model: nn.Module, names: list[str], patterns, what: str) -> 
             shown = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
             raise TicketlabError(f"PruneSpec {what} pattern {pattern!r} matches no prunable parameter of "
                                  f"{type(model).__name__}; prunable: {shown}") from None
-
-
-def _difference(own: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> str:
-    """The first tensor, in the model's order, that the saved weights lack or hold in another shape; or a saved
-    tensor the model lacks; "" when they match."""
-    for name, t in own.items():
-        if name not in saved:
-            return f"it has no {name!r}"
-        if saved[name].shape != t.shape:
-            return f"{name!r} is {tuple(saved[name].shape)} there, {tuple(t.shape)} here"
-    extra = [name for name in saved if name not in own]
-    return f"the model has no {extra[0]!r}" if extra else ""
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
