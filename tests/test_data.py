@@ -172,6 +172,17 @@ def test_cifar_batches_load_from_dir_or_parent(tmp_path, pass_parent):
     assert splits.test.y.tolist() == official[b"labels"]
 
 
+def test_a_run_holds_out_the_configured_validation_split(tmp_path):
+    from ticketlab.engine.lottery import Lottery
+    from ticketlab.engine.presets import build_config
+
+    write_cifar_dir(tmp_path / "cifar-10-batches-py")  # 20 training images: too few for the official 5,000
+    cfg = build_config("conv6-cifar10", overrides=[f"data.root={tmp_path}", "data.val_size=3"])
+    splits = Lottery.open(cfg, tmp_path / "runs").splits
+    assert (len(splits.train), len(splits.val)) == (17, 3)
+    assert cfg.non_default()["data"]["val_size"] == 3  # part of the run's hash
+
+
 def test_cifar_pickle_written_by_numpy_1_is_accepted(tmp_path):
     """The real files name numpy.core.multiarray._reconstruct (numpy < 2); numpy 2 writes numpy._core."""
     data = cifar_batch(3, 0)

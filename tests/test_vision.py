@@ -2,7 +2,6 @@
 data written in the official formats (MNIST IDX, CIFAR-10 python batches), resume, `ticketlab report` and
 `ticketlab table2` through the real CLI; the CIFAR ResNets' exact sizes; classes always taken from the data."""
 
-import functools
 import json
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from ticketlab.core.masks import prunable_names
 from ticketlab.data import DATASETS, InMemory, Source, load_dataset
 from ticketlab.data.augment import AUGMENTATIONS, CIFAR10_BLACK, crop_and_flip
 from ticketlab.data.normalise import CIFAR10_STATS
-from ticketlab.engine import lottery as lottery_module
 from ticketlab.engine.lottery import Lottery, model_for
 from ticketlab.engine.presets import PRESETS, build_config, load_preset
 from ticketlab.errors import TicketlabError
@@ -27,14 +25,14 @@ from ticketlab.paper.table2 import PAPER, changed_settings, format_table2, table
 from .conftest import assert_user_error, file_stamps, main_in_process, run_clis
 from .test_data import write_cifar_dir, write_idx_dir
 
-TINY_VAL = 2  # the official 5,000-image validation split does not fit in tiny data: the in-process runs hold out 2
 SMOKE = {  # a few steps, tiny levels; everything else is the preset's
+    # The official 5,000-image validation split does not fit in tiny CIFAR data: these runs hold out 2.
     "conv6-cifar10": ["train.steps=4it", "train.eval_every=2it", "train.checkpoint_every=2it", "lottery.levels=1",
-                      "data.batch_size=4"],
+                      "data.batch_size=4", "data.val_size=2"],
     # ResNet-50 at 32x32 is heavy on a CPU: batch 2, 2 steps, one level; rewinding to step 1 (the preset's 3ep is
     # longer than the whole smoke run).
     "resnet50-cifar10": ["train.steps=2it", "train.eval_every=2it", "train.checkpoint_every=100it",
-                         "lottery.levels=1", "lottery.rewind=1it", "data.batch_size=2"],
+                         "lottery.levels=1", "lottery.rewind=1it", "data.batch_size=2", "data.val_size=2"],
     # Through the CLI with the official 5,000-image validation split: every evaluation reads 5,000 images.
     "lenet5-mnist": ["train.steps=2it", "train.eval_every=2it", "train.checkpoint_every=1it", "lottery.levels=1",
                      "data.batch_size=4"],
@@ -57,17 +55,15 @@ def data(tmp_path_factory):
 
 
 def run_everything(runs, data) -> None:
-    """conv6 and ResNet-50 in process (validation split of 2), LeNet-5 through the CLI at the same time (its own
+    """conv6 and ResNet-50 in process (data.val_size=2), LeNet-5 through the CLI at the same time (its own
     process, its own run directory: the second core), all in one runs directory."""
     lenet5 = subprocess.Popen([sys.executable, "-m", "ticketlab.cli", "run", "lenet5-mnist", "--runs-dir", str(runs),
                                "--quiet", "--set", f"data.root={data}",
                                *[a for o in SMOKE["lenet5-mnist"] for a in ("--set", o)]],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(lottery_module, "load_dataset", functools.partial(load_dataset, val_size=TINY_VAL))
-            for preset in ("conv6-cifar10", "resnet50-cifar10"):
-                Lottery.open(build_config(preset, overrides=[*SMOKE[preset], f"data.root={data}"]), runs, preset).run()
+        for preset in ("conv6-cifar10", "resnet50-cifar10"):
+            Lottery.open(build_config(preset, overrides=[*SMOKE[preset], f"data.root={data}"]), runs, preset).run()
         _, err = lenet5.communicate(timeout=600)
     finally:
         if lenet5.poll() is None:  # the in-process runs failed: stop ours

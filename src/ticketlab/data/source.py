@@ -57,7 +57,8 @@ def load_dataset(name: str, root: str | Path | None = None, val_size: int | None
     val_size = source.val_size if val_size is None else val_size
     n = len(source.train)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < n:
-        raise TicketlabError(f"val size {val_size!r} for dataset {name!r} must be an integer in 0..{n - 1}")
+        raise TicketlabError(f"val size {val_size!r} for dataset {name!r} must be an integer in 0..{n - 1} (its "
+                             f"{n:,} training samples); choose it with data.val_size (ticketlab data: --val-size)")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TicketlabError(f"split seed must be an integer, got {seed!r}")
     kept, held = stratified_holdout(source.train.y, val_size, torch.Generator().manual_seed(seed))

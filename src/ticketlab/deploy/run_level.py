@@ -8,10 +8,9 @@ from torch import nn
 
 from ticketlab.core.files import read_json
 from ticketlab.core.masks import Masks
-from ticketlab.data import load_dataset
 from ticketlab.deploy.export import _level_dir
 from ticketlab.engine.config import from_dict
-from ticketlab.engine.lottery import dataset_options, model_for
+from ticketlab.engine.lottery import model_for, splits_of
 from ticketlab.engine.store import load_weights
 from ticketlab.errors import TicketlabError
 
@@ -28,7 +27,7 @@ def level_model(run_dir, level: int | None) -> tuple[nn.Module, Masks, torch.Ten
     if not (run_dir / "config.json").exists():
         raise TicketlabError(f"{run_dir} has no config.json: not a ticketlab run directory")
     cfg = from_dict(read_json(run_dir / "config.json").get("config"))
-    splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data, **dataset_options(cfg))
+    splits = splits_of(cfg)
     model = load_weights(stage / "final.safetensors", model_for(cfg, splits, cfg.seeds.init)).eval()
     masks = Masks.load(stage / "masks.safetensors")
     masks.check(model)

@@ -38,6 +38,7 @@ class DataConfig:
     name: str = _help("registered dataset name (`ticketlab data list`)", "mnist-mini")
     root: str | None = _help("directory holding the dataset files (datasets read from disk)", None)
     batch_size: int = _help("training batch size", 60)
+    val_size: int | None = _help("training samples held out for validation (default: the dataset's)", None)
     tokenizer: str | None = _help("text datasets: tokenizer directory (default: model.path)", None)
     augment: str = _help("training-batch augmentation: none | cifar (random crop, pad 4, and flip)", "none")
     digest: str | None = _help("data of your own (ticketlab.find_tickets): digest of its sizes and sampled items", None)

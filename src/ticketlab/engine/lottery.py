@@ -58,7 +58,7 @@ class Lottery:
         """Every check that can fail runs before the run directory is made or touched (engine/preflight.py)."""
         preflight.check_runs_dir(runs_dir)
         resolve_device(cfg.train.device)  # an absent device is refused before anything is written
-        splits = load_dataset(cfg.data.name, root=cfg.data.root, seed=cfg.seeds.data, **dataset_options(cfg))
+        splits = splits_of(cfg)
         preflight.check_splits(cfg, splits)
         model = model_for(cfg, splits, cfg.seeds.init)
         expected = tuple(model.input_shape)
@@ -195,6 +195,12 @@ def model_for(cfg: Config, splits, seed: int, pretrained: bool = True) -> nn.Mod
     accepted = inspect.signature(model_info(cfg.model.name).factory).parameters
     options = {k: v for k, v in offered.items() if k in accepted and v is not None}
     return build_model(cfg.model.name, num_classes=splits.num_classes, seed=seed, **options)
+
+
+def splits_of(cfg: Config):
+    """The run's data: its dataset, validation carved as the config says."""
+    return load_dataset(cfg.data.name, root=cfg.data.root, val_size=cfg.data.val_size, seed=cfg.seeds.data,
+                        **dataset_options(cfg))
 
 
 def dataset_options(cfg: Config) -> dict:
