@@ -5,17 +5,17 @@ SGD + momentum, crop and flip augmentation) on random tensors of their input sha
 name when registered (a note says so otherwise): GCN on the Cora-sized CSBM (`gcn` + `csbm`, full batch) and tiny
 BERT on the synthetic pairs task (`tiny-bert` + `pairs`, batch 32).
 
-Both variants go through `ticketlab.engine.training.train`: "dense" with no masks, "masked" with a 20%-density global
-magnitude mask (gradient masking before, weight masking after every optimizer step). Repeats alternate dense and
-masked so machine noise hits both alike; the median of each is printed, and the masked overhead as the median of
-the repeats' ratios with its range and noise (the coefficient of variation of the repeats, ticketlab.bench.noise),
-with the machine load seen. Timing starts after the first step
-(warm-up) and ends with the stage, whose final evaluation runs on a 2-sample validation and test split. Two rates:
-samples per second of wall time, and samples per second of process CPU time. On a shared machine the second is the
-one to trust: run with OMP_NUM_THREADS=1 (spinning OpenMP threads otherwise bill CPU time for waiting), and it is
-what one idle core does; the estimates assume two idle cores do twice that (perfect scaling: an upper bound).
-`--estimate` also measures evaluation throughput (forward only, chunks of 1,000) and prints the time one run of each
-vision preset needs here and, estimated from its MACs, on one modern GPU (the arithmetic is printed; docs/table2.md).
+Both variants go through `ticketlab.engine.training.train` with the accelerator `ticketlab run` uses
+(`ticketlab.accel.select`): "dense" with no masks, "masked" with a 20%-density global magnitude mask. Repeats alternate
+dense and masked so machine noise hits both alike; the median of each is printed, and the masked overhead as the median
+of the repeats' ratios with its range and noise (the coefficient of variation of the repeats, ticketlab.bench.noise),
+with the machine load seen. Timing starts after the first step (warm-up) and ends with the stage, whose final evaluation
+runs on a 2-sample validation and test split. Two rates: samples per second of wall time, and samples per second of
+process CPU time. On a shared machine the second is the one to trust: run with OMP_NUM_THREADS=1 (spinning OpenMP
+threads otherwise bill CPU time for waiting), and it is what one idle core does; the estimates assume two idle cores do
+twice that (perfect scaling: an upper bound). `--estimate` also measures evaluation throughput (forward only, chunks of
+1,000) and prints the time one run of each vision preset needs here and, estimated from its MACs, on one modern GPU (the
+arithmetic is printed; docs/table2.md).
 
 Run: nice -n 10 .venv/bin/python benchmarks/throughput.py [--only NAME ...] [--repeats N] [--estimate] [--smoke]
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab.accel import select
 from ticketlab.bench.noise import load_mark, load_since, paired_ratio
 from ticketlab.core.masks import Masks
 from ticketlab.core.pruning import PruneSpec, prune
@@ -113,7 +114,7 @@ def samples_per_second(entry: Entry, splits: Splits, build, masked: bool) -> tup
     marks = []
     with tempfile.TemporaryDirectory() as tmp:
         train(model, masks, splits, cfg, plan, Path(tmp), snapshot=(1, lambda m: marks.append(clocks())),
-              augment=AUGMENTATIONS.get(entry.augment))
+              augment=AUGMENTATIONS.get(entry.augment), accelerator=select())
         return rates(entry.steps * batch, marks[0])
 
 

@@ -4,14 +4,14 @@
 --model conv6: Conv-6 (Frankle & Carbin 2019), batch 60, Adam 3e-4, CIFAR-shaped input, IMP levels 8-15 (its
 convolutions keep 27%..8.7%). --model resnet20: ResNet-20 (Frankle et al. 2020), batch 128, SGD, global levels 4-11.
 Each ticket has its own initialisation, data order and magnitude masks (ticketlab.bench.batching_workloads).
-"sequential" is 8 calls of `ticketlab.engine.training.train` (the engine's per-ticket loop, dense), "batched" one call
-of `ticketlab.accel.batching.train_batched` as the engine makes it (layers keeping little train as their kept
-entries: Linear <= 40%, convolutions <= SPARSE_CONV_MAX_KEPT), "batched, dense layers only" the same with
-`sparse=False` (what batching alone buys); all write their stage files and evaluate at the start and the end.
-Repeats alternate between them so machine noise hits all alike; medians, ranges and the noise (coefficient of
-variation of the repeats) are printed, with the machine load, and the verdict only when the noise allows one. The
-achieved GFLOP/s (multiply-adds of forward and backward; sparse: of the kept weights) is compared with a large dense
-sgemm measured in the same run.
+"sequential" is 8 calls of `ticketlab.engine.training.train` (the engine's per-ticket loop as `ticketlab run` runs it:
+dense layers, the masked Adam kernel), "batched" one call of `ticketlab.accel.batching.train_batched` as the engine
+makes it (layers keeping little train as their kept entries: Linear <= 40%, convolutions <= SPARSE_CONV_MAX_KEPT),
+"batched, dense layers only" the same with `sparse=False` (what batching alone buys); all write their stage files and
+evaluate at the start and the end. Repeats alternate between them so machine noise hits all alike; medians, ranges and
+the noise (coefficient of variation of the repeats) are printed, with the machine load, and the verdict only when the
+noise allows one. The achieved GFLOP/s (multiply-adds of forward and backward; sparse: of the kept weights) is compared
+with a large dense sgemm measured in the same run.
 Targets: batched >= 3.5x the throughput of sequential (lenet300), >= 3x (conv6), >= 2x (resnet20).
 Run: .venv/bin/python benchmarks/ticket_batching.py [--model conv6] [--tickets 8] [--steps N] [--repeats 5]
 [--threads N] [--smoke]

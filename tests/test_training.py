@@ -272,6 +272,8 @@ def test_kept_optimizer_same_bits_as_masked_whole_tensor_step(name, threads, mon
     reference, kept = make_optimizer(whole.parameters(), cfg), KeptOptimizer.for_model(kept_model, masks, cfg)
     expected = {"a", "b", "d", "e"} if masked_adam.kernel() else {"a", "b"} if threads == 1 else set()
     assert kept.names == expected
+    # the kernel steps the unpruned "c" too, beside the masked tensors; on one thread the inner step the compact ones
+    assert len(kept.by_kernel) == ({1: 3, 2: 5}[threads] if masked_adam.kernel() else 0)
 
     def step(model, opt, grads):
         for p, grad in zip(model.values(), grads, strict=True):
@@ -305,7 +307,7 @@ def test_masked_adam_kernel_trains_bit_for_bit_as_masking_then_stepping(tmp_path
     """Two threads, so no compaction: `train` with the masked Adam kernel against `train` with it switched off
     (gradients masked in a separate pass, then torch's fused step): the same weight and checkpoint bits."""
 
-    from ticketlab.accel import masked_adam
+    from ticketlab.accel import KERNELS, masked_adam
     from ticketlab.accel.kept_optimizer import KeptOptimizer
 
     masked_kernel_or_fail()
@@ -319,7 +321,8 @@ def test_masked_adam_kernel_trains_bit_for_bit_as_masking_then_stepping(tmp_path
             masked_adam.kernel.cache_clear()
             model, masks = pruned_tiny()
             kernel_masks[switch] = KeptOptimizer.for_model(model, masks, cfg).names
-            rows = train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path / switch)
+            rows = train(model, masks, tiny_splits(), cfg, make_plan(cfg, 80, 16, 0), tmp_path / switch,
+                         accelerator=KERNELS)
             finals[switch] = {n: p.detach().clone() for n, p in model.named_parameters()}
             losses[switch] = [(r["train_loss"], r["val_loss"]) for r in rows]
     finally:

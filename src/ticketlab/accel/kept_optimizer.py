@@ -20,6 +20,7 @@ from ticketlab.engine.optimizers import make_optimizer
 # this rule, so SGD keeps the masked whole-tensor step.
 KEPT_PAD = 16
 KEPT_OPTIMIZERS = ("adam", "adamw")
+NO_MASK = torch.empty(0, dtype=torch.uint8)
 
 
 def compactable(p: torch.Tensor, cfg: TrainConfig) -> bool:
@@ -56,15 +57,20 @@ def index_kernels():
     return numba.njit(nogil=True, cache=True)(_gather), numba.njit(nogil=True, cache=True)(_scatter)
 
 
-def count_adam_step(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
-    """The state of `p` in a fused Adam/AdamW `optimizer` with this step counted, initialised first as torch's step
-    initialises it: for stepping `p` by our kernels (csrc/adam_math.h) while checkpoints still read the state from
-    the optimizer."""
+def adam_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
+    """The state of `p` in a fused Adam/AdamW `optimizer`, initialised first as torch's step initialises it: for
+    stepping `p` by our kernels (csrc/adam_math.h) while checkpoints still read the state from the optimizer."""
     state = optimizer.state[p]
     if not state:
         state.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
                      exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
                      exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+    return state
+
+
+def count_adam_step(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> dict:
+    """`adam_state` with this step counted."""
+    state = adam_state(optimizer, p)
     state["step"] += 1
     return state
 
@@ -81,7 +87,7 @@ class KeptOptimizer:
       as the masked whole-tensor step (see KEPT_PAD).
     - masked (more threads, Adam/AdamW on CPU float32, `masked_adam.kernel()` built): torch's fused step with the
       byte mask applied to the gradient in the same pass (csrc/masked_adam.cpp); the state lives in the inner
-      optimizer as torch's own.
+      optimizer as torch's own. The kernel then steps the unpruned tensors too (without a mask), all in one call.
 
     `state_dict` holds the state in the whole tensors' shapes (zeros at pruned entries, as the masked step leaves
     them), so checkpoints are the same as the masked step's and interchangeable with the batched trainer's. `handled`
@@ -106,6 +112,11 @@ class KeptOptimizer:
             slots.append(compact)
         self.handled = frozenset(self.compact) | frozenset(self.masked)
         self.params = list(params)
+        # stepped by the kernel: the masked tensors, and with them the unpruned ones it can step (no mask)
+        unpruned = [i for i, p in enumerate(params) if i not in self.handled and masked_adam.usable(p)]
+        self.by_kernel = [(params[i], self.masked[i][1] if i in self.masked else NO_MASK)
+                          for i in sorted([*self.masked, *(unpruned if self.masked else [])])]
+        self.by_torch = len(self.by_kernel) < len(params)  # the rest: the inner optimizer's step
         self.adamw = cfg.optimizer == "adamw"
         self.kernels = index_kernels() if self.compact else None
         self.kept32 = {i: kept.to(torch.int32).numpy() for i, (_, kept, _, _) in self.compact.items()}
@@ -133,7 +144,12 @@ class KeptOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        held = [(p, self._masked_step(p, mask)) for p, mask in self.masked.values() if p.grad is not None]
+        stepped = self._kernel_step()
+        if not self.by_torch:
+            return
+        held = [p.grad for p in stepped]
+        for p in stepped:  # hidden from the inner step
+            p.grad = None
         for i, (p, kept, compact, grad) in self.compact.items():
             if p.grad is None:  # skipped by the step, as the whole tensor would be
                 compact.grad = None
@@ -144,7 +160,7 @@ class KeptOptimizer:
                 torch.index_select(p.grad.reshape(-1), 0, kept, out=grad[: kept.numel()])
             compact.grad = grad
         self.optimizer.step()
-        for p, grad in held:
+        for p, grad in zip(stepped, held, strict=True):
             p.grad = grad
         for i, (p, kept, compact, _) in self.compact.items():
             if compact.grad is None:
@@ -154,17 +170,20 @@ class KeptOptimizer:
             else:
                 p.view(-1).index_copy_(0, kept, compact[: kept.numel()])
 
-    def _masked_step(self, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Step `p` through the masked kernel with the inner optimizer's state (initialised as torch's fused Adam
-        does), then hide its gradient from the inner step; returns the gradient to put back."""
-        state = count_adam_step(self.optimizer, p)
+    def _kernel_step(self) -> list[torch.Tensor]:
+        """Step the kernel's tensors that have gradients (their masks applied), with the inner optimizer's
+        hyperparameters and state (initialised as torch's fused Adam does); returns them."""
+        work = [(p, mask) for p, mask in self.by_kernel if p.grad is not None]
+        if not work:
+            return []
+        states = [adam_state(self.optimizer, p) for p, _ in work]
         group = self.param_groups[0]
-        grad, (beta1, beta2) = p.grad, group["betas"]
-        masked_adam.kernel().masked_adam_(p.detach(), grad.contiguous(), state["exp_avg"], state["exp_avg_sq"], mask,
-                                          state["step"].item(), group["lr"], beta1, beta2, group["weight_decay"],
-                                          group["eps"], self.adamw)
-        p.grad = None
-        return grad
+        beta1, beta2 = group["betas"]
+        masked_adam.kernel().adam_steps_(
+            [p.detach() for p, _ in work], [p.grad.contiguous() for p, _ in work], [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states], [mask for _, mask in work], [s["step"] for s in states], group["lr"],
+            beta1, beta2, group["weight_decay"], group["eps"], self.adamw)
+        return [p for p, _ in work]
 
     def state_dict(self) -> dict:
         """The inner optimizer's state_dict with compact state tensors spread to their tensors' shapes."""

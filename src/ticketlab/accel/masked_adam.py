@@ -15,7 +15,7 @@ __all__ = ["TORCH_MIRRORED", "kernel", "mirrors_torch", "usable"]
 
 @functools.cache
 def kernel():
-    """The compiled extension (its `masked_adam_`), or None where it is not available (`build`: another torch, no
+    """The compiled extension (its `adam_steps_`), or None where it is not available (`build`: another torch, no
     compiler, a failed build)."""
     return build("masked_adam", "masked Adam kernel")
 

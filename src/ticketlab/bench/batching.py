@@ -16,12 +16,14 @@ def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: boo
                    model: str = "lenet300", level: int | None = None) -> dict:
     """{"sequential": [(wall, cpu)] * repeats, "batched": [...], "batched-dense": [...]}: k tickets of the workload
     `model` (at IMP `level`, default: the workload's) trained one after another by `train` (the engine's per-ticket
-    loop) and as one batched model (sparse kernels as the engine uses them, and dense layers only), alternating so
-    machine noise hits all alike. All write their stage files and evaluate at the start and the end."""
+    loop, with the accelerator `ticketlab run` uses: the masked Adam kernel) and as one batched model (sparse kernels as
+    the engine uses them, and dense layers only), alternating so machine noise hits all alike. All write their stage
+    files and evaluate at the start and the end."""
     import copy
 
     from tqdm import tqdm
 
+    from ticketlab.accel import select
     from ticketlab.accel.batching import train_batched
     from ticketlab.engine.config import TrainConfig
     from ticketlab.engine.training import train
@@ -31,7 +33,8 @@ def batching_times(k: int = 8, steps: int = 300, repeats: int = 5, progress: boo
     cfg = TrainConfig(steps=f"{steps}it", eval_every=f"{steps}it", checkpoint_every=f"{10 * steps}it",
                       **workload.train)
     runs = {
-        "sequential": lambda ts: [train(t.model, t.masks, t.splits, cfg, copy.copy(t.plan), t.stage) for t in ts],
+        "sequential": lambda ts: [train(t.model, t.masks, t.splits, cfg, copy.copy(t.plan), t.stage,
+                                        accelerator=select()) for t in ts],
         "batched": lambda ts: train_batched(ts, cfg),
         "batched-dense": lambda ts: train_batched(ts, cfg, sparse=False),
     }

@@ -11,7 +11,9 @@ TRAINING_VARIANTS = ("dense", "masked", "torch-prune")
 def masked_training_times(steps: int = 600, repeats: int = 5) -> dict:
     """{variant: [(steps per wall second, per CPU second)] * repeats}: LeNet-300-100 trained by `train` without masks
     ("dense"), under a 20%-kept mask ("masked"), and with the same mask attached by `torch.nn.utils.prune` instead
-    ("torch-prune": weight = weight_orig * weight_mask recomputed in every forward pass), alternating."""
+    ("torch-prune": weight = weight_orig * weight_mask recomputed in every forward pass), alternating; each with the
+    accelerator `ticketlab run` uses (ticketlab.accel.select: the masked Adam kernel where it is built)."""
+    from ticketlab.accel import select
     from ticketlab.core.masks import Masks
     from ticketlab.core.pruning import PruneSpec, prune
     from ticketlab.core.torch_prune import to_torch_prune
@@ -31,10 +33,11 @@ def masked_training_times(steps: int = 600, repeats: int = 5) -> dict:
             model, masks = to_torch_prune(model, masks), Masks({})
         plan = make_plan(cfg, len(splits.train), BATCH, data_seed=0)
         with tempfile.TemporaryDirectory() as tmp:
-            wall, cpu = timed(lambda: train(model, masks, splits, cfg, plan, Path(tmp)))
+            wall, cpu = timed(lambda: train(model, masks, splits, cfg, plan, Path(tmp), accelerator=select()))
         return plan.total / wall, plan.total / cpu
 
-    rate("dense")  # warm-up
+    for name in TRAINING_VARIANTS:  # warm-up: first calls load compiled kernels
+        rate(name)
     times = {name: [] for name in TRAINING_VARIANTS}
     for _ in range(repeats):
         for name in TRAINING_VARIANTS:
