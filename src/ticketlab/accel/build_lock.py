@@ -6,6 +6,7 @@ and it is removed with a message."""
 
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 try:
@@ -15,6 +16,9 @@ except ImportError:  # pragma: no cover - Windows: torch's lock alone (our kerne
 
 LOCK = "ticketlab.lock"
 TORCH_LOCK = "lock"  # torch.utils.cpp_extension's FileBaton
+# Seconds of waiting not worth a word: a process that only loads an up-to-date kernel holds the lock about a second
+# (two DDP ranks starting together meet there), a build holds it for minutes.
+QUIET_WAIT = 3.0
 
 
 @contextlib.contextmanager
@@ -33,11 +37,17 @@ def build_lock(directory: Path, what: str):
 def acquire(handle, what: str, directory: Path) -> None:
     if fcntl is None:  # pragma: no cover
         return
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"ticketlab: waiting for another process building the {what} in {directory}", file=sys.stderr)
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the holder, or by its death
+    deadline = time.monotonic() + QUIET_WAIT
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    print(f"ticketlab: waiting for another process building the {what} in {directory}", file=sys.stderr)
+    fcntl.flock(handle, fcntl.LOCK_EX)  # released by the holder, or by its death
 
 
 def clear_stale_torch_lock(directory: Path, what: str) -> None:
