@@ -216,3 +216,12 @@ def test_docs_describe_every_registered_builtin():
     pruning, lottery = (DOCS / "pruning.md").read_text(), (DOCS / "lottery.md").read_text()
     assert all(f"| `{name}` |" in pruning for name in CRITERIA)
     assert all(f"`{name}`" in lottery for name in [*BASELINES, *REWINDS])
+
+
+def test_docs_and_run_help_list_every_setting(capsys):
+    lottery = (DOCS / "lottery.md").read_text()
+    keys = [f"{section}.{key}" for section, keys in help_text().items() for key in keys]
+    assert [key for key in keys if f"| `{key}` |" not in lottery] == []
+    helped = main_in_process(capsys, "run", "--help")
+    assert helped.returncode == 0 and "data.val_size (default: null)" in helped.stdout
+    assert [key for key in keys if f"  {key} (default: " not in helped.stdout] == []

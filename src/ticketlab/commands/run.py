@@ -1,12 +1,17 @@
 """`ticketlab run`: one IMP run (or one per seed) from a preset, a YAML file and `--set` overrides."""
 
+import argparse
+import json
+import textwrap
+
 from ticketlab.commands import quiet_default
-from ticketlab.engine.config import load_config_file
+from ticketlab.engine.config import Config, help_text, load_config_file
 from ticketlab.engine.threads import threads_override
 
 
 def add_parser(sub):
-    p = sub.add_parser("run", help="run IMP with rewinding and baselines (resumes when run again)")
+    p = sub.add_parser("run", help="run IMP with rewinding and baselines (resumes when run again)",
+                       epilog=settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p)
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes (DDP: gloo on CPU, nccl on CUDA); data.batch_size is the "
@@ -15,6 +20,17 @@ def add_parser(sub):
                    help="also write every metric row as TensorBoard scalars, one TensorBoard run per stage, "
                         "DIR/<run>/<stage> (extra: tensorboard)")
     p.set_defaults(run=main)
+
+
+def settings_epilog() -> str:
+    """Every setting `--set` takes, with its default and help."""
+    defaults = Config().to_dict()
+    lines = ["settings (--set SECTION.KEY=VALUE):"]
+    for section, keys in help_text().items():
+        for key, text in keys.items():
+            lines.append(f"  {section}.{key} (default: {json.dumps(defaults[section][key])})")  # YAML, as --set reads
+            lines += textwrap.wrap(text, 100, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
 
 
 def add_config_arguments(p):

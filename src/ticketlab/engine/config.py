@@ -157,9 +157,6 @@ ALLOWED = {
 REGISTERED = {("prune", "criterion"): CRITERIA, ("lottery", "rewind"): REWINDS, ("lottery", "baselines"): BASELINES}
 
 
-_coerce = coerce  # the old name
-
-
 def from_dict(data: dict) -> Config:
     """A validated Config from nested {section: {key: value}}; unknown keys suggest the closest name."""
     cfg = Config()
