@@ -12,8 +12,10 @@ from ticketlab.deploy.sparse_inference import (
     available_kernels,
     format_choices,
     layer_choices,
+    layers,
     sparsify,
 )
+from ticketlab.deploy.sparse_inference.layers import direct_kernel
 from ticketlab.errors import TicketlabError
 from ticketlab.models import build_model
 
@@ -67,22 +69,44 @@ def test_sparse_linear_equals_dense(kernel, batch):
         assert_close_relative(layer(x.reshape(batch, 1, 300)), linear(x.reshape(batch, 1, 300)))
 
 
-@pytest.mark.parametrize("kernel", SPARSE)
+def needs_direct(kernel: str) -> None:
+    if kernel == "direct" and direct_kernel() is None:
+        pytest.skip("the sparse convolution kernel is not built here (TICKETLAB_NO_COMPILE=1 or no compiler)")
+
+
+@pytest.mark.parametrize("kernel", [*SPARSE, "direct"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_sparse_conv_equals_dense(kernel, batch):
+@pytest.mark.parametrize(("stride", "size", "bias"), [(2, (9, 11), True), (1, (8, 16), False)])
+def test_sparse_conv_equals_dense(kernel, batch, stride, size, bias):
+    """Stride 2 on an odd size, and stride 1 on rows 16 wide (the direct kernel's compact layout), with and without
+    bias; two input sizes through one layer (the direct kernel lays out each size once)."""
+    needs_direct(kernel)
     torch.manual_seed(0)
-    conv = nn.Conv2d(5, 7, 3, stride=2, padding=1, dilation=1)
+    conv = nn.Conv2d(5, 7, 3, stride=stride, padding=1, dilation=1, bias=bias)
     mask = torch.rand(conv.weight.shape) < 0.2
     with torch.no_grad():
         conv.weight.mul_(mask)
     layer = SparseConv2d(conv, mask)
     layer.plan = {batch: kernel}
-    x = torch.randn(batch, 5, 9, 11)
     with torch.no_grad():
-        assert_close_relative(layer(x), conv(x))
+        for height, width in (size, (size[0] + 3, size[1])):
+            x = torch.randn(batch, 5, height, width)
+            assert_close_relative(layer(x), conv(x))
 
 
-@pytest.mark.parametrize(("name", "density"), [("lenet300", 0.1), ("lenet300", 0.02), ("conv2", 0.05), ("lenet5", 0.1)])
+def test_the_direct_kernel_is_a_candidate_for_convolutions_only_where_built(monkeypatch):
+    model, masks = pruned("lenet5", 0.1)
+    fast = sparsify(model, masks, batch_sizes=(1,), min_time=0.001, check_model=False)
+    timed = {c.name: set(c.timings) for c in layer_choices(fast)}
+    built = direct_kernel() is not None
+    assert all(("direct" in kernels) == (built and name.startswith("conv")) for name, kernels in timed.items()), timed
+    monkeypatch.setattr(layers, "direct_kernel", lambda: None)
+    fast = sparsify(model, masks, batch_sizes=(1,), min_time=0.001, check_model=False)
+    assert not any("direct" in c.timings for c in layer_choices(fast))
+
+
+@pytest.mark.parametrize(("name", "density"), [("lenet300", 0.1), ("lenet300", 0.02), ("conv2", 0.05), ("lenet5", 0.1),
+                                               ("resnet20", 0.1)])
 def test_sparsified_models_equal_dense_on_random_inputs(name, density):
     model, masks = pruned(name, density)
     fast = sparsify(model, masks, batch_sizes=(1, 4), min_time=0.001, check_model=False)
@@ -161,6 +185,20 @@ def test_benchmark_rows_measure_models_against_dense():
     assert {r["layer"] for r in layer_rows} == {"fc1", "fc2"}
     table = format_inference(model_rows, layer_rows)
     assert "threads" in table and "kept 10.0% (sparsity 90.0%)" in table and "ours/torch" in table
+
+
+def test_benchmark_rows_of_a_conv_model_time_the_direct_kernel():
+    """What `benchmarks/sparse_inference.py --conv` runs, on LeNet-5: the direct kernel has its column."""
+    from ticketlab.bench import format_inference, inference_rows
+    from ticketlab.bench.workloads import zoo
+
+    needs_direct("direct")
+    model_rows, layer_rows = inference_rows({"lenet5": zoo("lenet5")}, densities=(0.1,), batches=(1,), min_time=0.002)
+    conv_rows = [r for r in layer_rows if r["layer"].startswith("conv")]
+    assert len(conv_rows) == 2 and all(r["direct"] > 0 for r in conv_rows)
+    assert all(r["direct"] != r["direct"] for r in layer_rows if r["layer"].startswith("fc"))  # NaN: not a candidate
+    header = next(line for line in format_inference(model_rows, layer_rows).splitlines() if line.endswith("chosen"))
+    assert "direct" in header.split()
 
 
 def test_bench_training_sections_time_both_sides_and_print_the_targets():

@@ -15,7 +15,14 @@ def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time:
     from tqdm import tqdm
 
     from ticketlab.bench.noise import paired_ratio
-    from ticketlab.deploy.sparse_inference import FusedChain, available_kernels, layer_choices, sparsify, time_calls
+    from ticketlab.deploy.sparse_inference import (
+        DIRECT,
+        FusedChain,
+        available_kernels,
+        layer_choices,
+        sparsify,
+        time_calls,
+    )
 
     model_rows, layer_rows = [], []
     generator = torch.Generator().manual_seed(0)
@@ -43,7 +50,7 @@ def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time:
                                    "sparse": statistics.median(r["sparse"] for r in t), "kernels": kernels})
             for c in layer_choices(fast):
                 layer_rows.append({"model": model_name, "layer": c.name, "density": density, "batch": c.batch,
-                                   **{k: c.timings.get(k, math.nan) for k in available_kernels()},
+                                   **{k: c.timings.get(k, math.nan) for k in (*available_kernels(), DIRECT)},
                                    "chosen": c.kernel})
             dense = build()  # fresh weights for the next density (masks shrink from the dense net)
             bar.update()
@@ -76,7 +83,7 @@ def format_inference(model_rows, layer_rows, busy: bool = False) -> str:
     if layer_rows:
         lines += ["", "per layer: each kernel's speedup over dense; ours/torch = torch-csr time / best numba time",
                   f"{'layer':<14} {'kept':>6} {'batch':>5} {'dense us':>9} {'torch-csr':>9} {'numba':>8} "
-                  f"{'numba-par':>9} {'ours/torch':>10}  chosen"]
+                  f"{'numba-par':>9} {'direct':>8} {'ours/torch':>10}  chosen"]
         for r in layer_rows:
             ours = min((r[k] for k in ("numba", "numba-parallel") if not math.isnan(r.get(k, math.nan))),
                        default=math.nan)
@@ -84,6 +91,7 @@ def format_inference(model_rows, layer_rows, busy: bool = False) -> str:
                          f"{1e6 * r['dense']:9.1f} {_ratio(r['dense'], r['torch-csr']):>9} "
                          f"{_ratio(r['dense'], r.get('numba', math.nan)):>8} "
                          f"{_ratio(r['dense'], r.get('numba-parallel', math.nan)):>9} "
+                         f"{_ratio(r['dense'], r.get('direct', math.nan)):>8} "
                          f"{_ratio(r['torch-csr'], ours):>10}  {r['chosen']}")
     return "\n".join(lines)
 

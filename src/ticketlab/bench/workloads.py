@@ -10,10 +10,18 @@ BATCHES = (1, 64)
 BATCH = 60  # LeNet-300-100's batch size (Frankle & Carbin)
 
 
-def lenet300():
+CONV_ZOO = ("lenet5", "conv2", "conv4", "conv6", "resnet20", "vgg16-cifar")  # benchmarks/sparse_inference.py --conv
+
+
+def zoo(name: str):
+    """A builder of the zoo model `name` (seed 0, eval mode)."""
     from ticketlab.models import build_model
 
-    return build_model("lenet300", seed=0).eval()
+    return lambda: build_model(name, seed=0).eval()
+
+
+def lenet300():
+    return zoo("lenet300")()
 
 
 def vgg16_fc(layers=("fc6", "fc7", "fc8")):

@@ -7,6 +7,8 @@ machine and at its current thread count, with each kernel at each batch size of 
   numba           our CSR kernel compiled with numba: a row-wise SpMV for one column, SpMM otherwise (the inner
                   loop runs along the batch, contiguous, so it vectorises), bias fused
   numba-parallel  the same, rows spread over numba's threads
+  direct          Conv2d only: the direct sparse convolution of ticketlab.accel (C++, compiled on first use): each
+                  kept weight adds its shifted input plane, no unfolded input
 A sparse kernel is used for a batch size only when it beat dense by `margin` there, so a converted layer is never
 slower than dense as measured; otherwise the layer stays as it was. Then runs [Flatten ->] Linear -> ReLU -> Linear
 ... inside an nn.Sequential may become one FusedChain, a single compiled call at batch 1 (where Python's per-module
@@ -15,7 +17,8 @@ faster; a chain that is a whole plain Sequential becomes the model's forward. La
 timed against its dense self per batch size, going dense wherever it did not win by the margin. At run time a batch
 of size B uses the choice of the measured batch size nearest to B (in log scale). Inputs that require grad,
 non-float32 inputs and non-CPU tensors take the dense path. Conv2d layers need an input size: pass `example_input`
-(or a model with `input_shape`); im2col turns each into a matrix product (unfold + sparse x dense).
+(or a model with `input_shape`) to time them on; im2col turns each into a matrix product (unfold + sparse x dense),
+`direct` needs no unfolded input.
 
 The converted model is for inference: a converted layer holds its dense layer (`.dense`, the fallback; its state
 dict keys gain `.dense`) and a CSR copy of the kept weights (8 bytes per kept weight), so it uses more memory than
@@ -33,12 +36,12 @@ from ticketlab.deploy.sparse_inference.convert import sparsify
 from ticketlab.deploy.sparse_inference.csr import CSRWeight
 from ticketlab.deploy.sparse_inference.fused import FusedChain
 from ticketlab.deploy.sparse_inference.fusing import DENSE_IN_CHAIN_MAX
-from ticketlab.deploy.sparse_inference.kernels import KERNELS, available_kernels, numba_kernels
+from ticketlab.deploy.sparse_inference.kernels import DIRECT, KERNELS, available_kernels, numba_kernels
 from ticketlab.deploy.sparse_inference.layers import SparseConv2d, SparseLayer, SparseLinear
 from ticketlab.deploy.sparse_inference.timing import time_calls, time_kernels
 
 __all__ = [
-    "DENSE_IN_CHAIN_MAX", "KERNELS", "CSRWeight", "FusedChain", "LayerChoice", "SparseConv2d", "SparseLayer",
+    "DENSE_IN_CHAIN_MAX", "DIRECT", "KERNELS", "CSRWeight", "FusedChain", "LayerChoice", "SparseConv2d", "SparseLayer",
     "SparseLinear", "available_kernels", "format_choices", "layer_choices", "numba_kernels", "sparsify", "time_calls",
     "time_kernels",
 ]

@@ -10,7 +10,7 @@ from ticketlab.core.masks import Masks
 from ticketlab.deploy.sparse_inference.choices import _choices
 from ticketlab.deploy.sparse_inference.fused import FusedChain
 from ticketlab.deploy.sparse_inference.fusing import _fuse_chains, _shortcut_whole_chain
-from ticketlab.deploy.sparse_inference.kernels import KERNELS, available_kernels, numba_kernels
+from ticketlab.deploy.sparse_inference.kernels import DIRECT, KERNELS, available_kernels, numba_kernels
 from ticketlab.deploy.sparse_inference.layers import SparseConv2d, SparseLayer, SparseLinear, _convertible
 from ticketlab.deploy.sparse_inference.replace import _replace
 from ticketlab.deploy.sparse_inference.timing import time_kernels
@@ -80,7 +80,7 @@ def _check_batch_sizes(batch_sizes) -> tuple[int, ...]:
 
 
 def _check_kernels(kernels) -> tuple[str, ...]:
-    allowed = available_kernels()
+    allowed = (*available_kernels(), DIRECT)  # (whether DIRECT is built is asked per Conv2d: asking may build it)
     if kernels is None:  # one thread: the parallel kernel is the serial one plus a thread pool's overhead
         kernels = tuple(k for k in allowed if k != "numba-parallel" or torch.get_num_threads() > 1)
     for k in kernels:
@@ -137,7 +137,7 @@ def _measure(layer: SparseLayer, example_shape, batch_sizes, kernels, margin: fl
     generator = torch.Generator().manual_seed(0)
     for batch in batch_sizes:
         x = torch.randn(batch, *example_shape, generator=generator)
-        seconds = time_kernels(layer, x, kernels, min_time)
+        seconds = time_kernels(layer, x, layer.candidates(kernels), min_time)
         best = min(seconds, key=seconds.__getitem__)
         layer.timings[batch] = seconds
         layer.plan[batch] = best if seconds[best] * (1 + margin) < seconds["dense"] else "dense"

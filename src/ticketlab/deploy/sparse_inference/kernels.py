@@ -3,6 +3,7 @@
 import functools
 
 KERNELS = ("dense", "torch-csr", "numba", "numba-parallel")
+DIRECT = "direct"  # Conv2d only: ticketlab.accel's direct sparse convolution (layers.SparseConv2d)
 
 
 try:  # optional: without numba the candidates are dense and torch-csr

@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ticketlab.accel.batching.sparse_conv import NO_TENSOR, SparseConvWeight
+from ticketlab.accel.batching.sparse_conv import kernel as direct_kernel
 from ticketlab.deploy.sparse_inference.csr import CSRWeight
+from ticketlab.deploy.sparse_inference.kernels import DIRECT
 
 
 class SparseLayer(nn.Module):
@@ -22,6 +25,10 @@ class SparseLayer(nn.Module):
         self.density = self.csr.values.numel() / max(mask.numel(), 1)
         self.plan: dict[int, str] = {}  # measured batch size -> kernel
         self.timings: dict[int, dict[str, float]] = {}  # measured batch size -> {kernel: seconds}
+
+    def candidates(self, kernels) -> list[str]:
+        """The kernels of `kernels` this layer can run."""
+        return [k for k in kernels if k != DIRECT]
 
     def kernel_for(self, x: torch.Tensor, batch: int) -> str:
         kernel = self.plan.get(batch)
@@ -54,13 +61,37 @@ class SparseLinear(SparseLayer):
 
 
 class SparseConv2d(SparseLayer):
-    """im2col: unfold the input into columns (C*kh*kw, L) per example, then one sparse x dense product."""
+    """im2col: unfold the input into columns (C*kh*kw, L) per example, then one sparse x dense product; or `direct`:
+    the direct sparse convolution that trains batched tickets (ticketlab.accel's C++ kernel, Park et al. 2017), each
+    kept weight adding its shifted input plane, no unfolded input."""
+
+    def __init__(self, dense: nn.Module, mask: torch.Tensor):
+        super().__init__(dense, mask)
+        self.mask = mask
+        self._direct: dict[tuple[int, int], tuple] = {}  # input (H, W) -> the direct kernel's arguments
+
+    def candidates(self, kernels) -> list[str]:
+        return [k for k in kernels if k != DIRECT or direct_kernel() is not None]
+
+    def direct_arguments(self, height: int, width: int) -> tuple:
+        """The direct kernel's weights, bias and entries for inputs (height, width), made on first use."""
+        if (height, width) not in self._direct:
+            conv = self.dense  # one copy: the kernel's stacked form with K = 1
+            weight = SparseConvWeight(conv.weight.detach()[None], self.mask[None], conv.stride, conv.padding,
+                                      conv.dilation)
+            layout = weight.layout(height, width)
+            bias = NO_TENSOR if conv.bias is None else conv.bias.detach().reshape(1, -1).contiguous()
+            self._direct[height, width] = (weight.values.detach(), bias, layout.ptr, layout.blocks, layout.off,
+                                           layout.masks, layout.geometry())
+        return self._direct[height, width]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
         kernel = self.kernel_for(x, x.shape[0]) if x.dim() == 4 else "dense"
         if kernel == "dense":  # only zero-padded convs are converted, so F.conv2d is the layer's own op
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
+        if kernel == DIRECT:
+            return direct_kernel().forward(x.contiguous(), *self.direct_arguments(*x.shape[-2:]), False, False)[0]
         batch, _, height, width = x.shape
         cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (B, C*k*k, L)
         out_h, out_w = (_out_size(s, k, p, d, st) for s, k, p, d, st in zip(
