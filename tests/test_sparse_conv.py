@@ -187,3 +187,15 @@ def test_which_convolutions_train_sparse(built):
             ConvGeometry((8, 4, 3, 3), 1, bad, 1)
     with pytest.raises(TicketlabError, match="'same' with stride"):
         ConvGeometry((8, 4, 3, 3), 2, "same", 1)
+
+
+def test_a_layout_whose_reads_would_leave_a_sample_is_refused(built):
+    """The kernel trusts the offsets; the layout checks them once (Layout.check_reads)."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(2, 4, 3, 3, 3, generator=g) < 0.5
+    weight = SparseConvWeight(torch.randn(2, 4, 3, 3, 3, generator=g) * masks, masks, 1, 1)
+    layout = weight.layout(8, 8)
+    layout.check_reads()  # as made: inside
+    layout.off = layout.off + layout.hq * layout.wq * 3  # past the last of the 3 planes
+    with pytest.raises(RuntimeError, match="reads outside the sample"):
+        layout.check_reads()

@@ -100,6 +100,7 @@ class Layout:
         self.phases = sum(1 << p for p in phase.unique().tolist())
         self.forward_entries(t)
         self.backward_entries(t)
+        self.check_reads()
 
     def taps(self, index: torch.Tensor) -> SimpleNamespace:
         """Per kept entry: its copy, out channel o, in channel c, input plane and shift (shx: its column part)."""
@@ -148,6 +149,17 @@ class Layout:
         self.off_back = (t.o * grad_plane + self.top_rows * self.wq + j0 - t.shift)[self.perm]
         # compact: lane x reads the output's gradient at column x - shx
         self.masks_back = lane_masks(-t.shx, self.width)[self.perm] if self.compact else self.masks
+
+    def check_reads(self) -> None:
+        """That every read of the kernel, in[off + i] for i < the padded length it computes, stays inside its sample:
+        the kernel trusts the offsets (a check per call cost as much as a small layer's convolution of one sample)."""
+        g = self.g
+        stack = self.guard + g.stride[0] * g.stride[1] * g.in_channels * self.hq * self.wq
+        grads = g.out_channels * (self.top_rows + self.ho + self.below) * self.wq
+        for off, reach, size in ((self.off, self.padded, stack),
+                                 (self.off_back, self.kernel.padded_length(self.back_length), grads)):
+            if len(off) and (int(off.min()) < 0 or int(off.max()) + reach > size):
+                raise RuntimeError(f"sparse convolution: an offset reads outside the sample ({size} values): a bug")
 
     def geometry(self) -> list[int]:
         """The numbers the kernel takes (csrc/sparse_conv.cpp, Geometry), in its order."""
