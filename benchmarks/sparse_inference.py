@@ -7,7 +7,8 @@ serial/parallel; for convolutions also the direct sparse convolution) and keeps 
 timed against the dense one, interleaved, 3 times (each the best of many short rounds): the median, range and noise
 of the speedup are printed, and a verdict on each target only when the noise and the machine load allow one.
 The per-layer table says how our numba kernel compares with torch's CSR kernel ("ours/torch").
-Targets: batch 1 >= 2x dense at 10% kept, >= 6x at 2% kept, never slower than dense.
+Targets: batch 1 >= 2x dense at 10% kept, >= 6x at 2% kept, never slower than dense; the convolutional zoo: never
+slower than dense.
 Run: nice -n 10 .venv/bin/python benchmarks/sparse_inference.py [--threads N] [--quick | --conv | --smoke]
 """
 
@@ -39,7 +40,7 @@ def main():
     models = {name: zoo(name) for name in CONV_ZOO} if args.conv else {"lenet300": lenet300, "vgg16-fc": vgg16_fc}
     rows = inference_rows(models, densities, (1,) if args.conv else BATCHES, args.min_time, progress=True)
     load = load_since(before)
-    print(format_inference(*rows, busy=load.busy))
+    print(format_inference(*rows, busy=load.busy, conv=args.conv))
     print(load)
 
 

@@ -197,8 +197,10 @@ def test_benchmark_rows_of_a_conv_model_time_the_direct_kernel():
     conv_rows = [r for r in layer_rows if r["layer"].startswith("conv")]
     assert len(conv_rows) == 2 and all(r["direct"] > 0 for r in conv_rows)
     assert all(r["direct"] != r["direct"] for r in layer_rows if r["layer"].startswith("fc"))  # NaN: not a candidate
-    header = next(line for line in format_inference(model_rows, layer_rows).splitlines() if line.endswith("chosen"))
+    table = format_inference(model_rows, layer_rows, conv=True)
+    header = next(line for line in table.splitlines() if line.endswith("chosen"))
     assert "direct" in header.split()
+    assert "target: never slower than dense" in table and ">= 1x" in table and ">= 2x" not in table
 
 
 def test_bench_training_sections_time_both_sides_and_print_the_targets():
