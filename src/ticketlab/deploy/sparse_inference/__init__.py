@@ -21,8 +21,8 @@ non-float32 inputs and non-CPU tensors take the dense path. Conv2d layers need a
 `direct` needs no unfolded input.
 
 The converted model is for inference: a converted layer holds its dense layer (`.dense`, the fallback; its state
-dict keys gain `.dense`) and a CSR copy of the kept weights (8 bytes per kept weight), so it uses more memory than
-the dense model, and later changes to the weights do not reach the copy. numba's parallel kernels run on numba's
+dict keys gain `.dense`) and a CSR copy of the kept weights (8 bytes per kept weight; a Conv2d timed with `direct`
+also that kernel's entries, 16 bytes per kept weight and input size), so it uses more memory than the dense model, and later changes to the weights do not reach the copy. numba's parallel kernels run on numba's
 own "workqueue" thread pool unless NUMBA_THREADING_LAYER says otherwise: its OpenMP layer shares libgomp with torch
 and resets torch's thread count. Compare with `torch.nn.utils.prune`, which masks but never runs faster.
 
