@@ -1,6 +1,6 @@
 """Sparse vs dense inference on this machine, in one run: LeNet-300-100 and VGG-16's fc layers (fc6 25088x4096,
 fc7 4096x4096, fc8 4096x1000, built alone) at 50/20/10/5/2% of weights kept, batch 1 and 64; with --conv the
-convolutional zoo (LeNet-5, Conv-2/4/6, ResNet-20, VGG-16 for CIFAR) at 10% and 2% kept, batch 1.
+convolutional zoo (LeNet-5, Conv-2/4/6, ResNet-20, VGG-16 for CIFAR) at 10% and 2% kept.
 
 `ticketlab.deploy.sparse_inference.sparsify` times each layer's kernels (dense, torch CSR, our numba CSR
 serial/parallel; for convolutions also the direct sparse convolution) and keeps the fastest; the whole model is then
@@ -19,7 +19,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch/numba threads (default: all cores)")
     parser.add_argument("--quick", action="store_true", help="10%% and 2%% kept only")
-    parser.add_argument("--conv", action="store_true", help="the convolutional zoo at 10%% and 2%% kept, batch 1")
+    parser.add_argument("--conv", action="store_true", help="the convolutional zoo at 10%% and 2%% kept")
     parser.add_argument("--smoke", action="store_true", help="LeNet-300-100 at 2%% kept, batch 1 (a check that it "
                                                              "runs)")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds of timing per model and batch size")
@@ -38,7 +38,7 @@ def main():
     before = load_mark()
     densities = QUICK_DENSITIES if args.quick or args.conv else DENSITIES
     models = {name: zoo(name) for name in CONV_ZOO} if args.conv else {"lenet300": lenet300, "vgg16-fc": vgg16_fc}
-    rows = inference_rows(models, densities, (1,) if args.conv else BATCHES, args.min_time, progress=True)
+    rows = inference_rows(models, densities, BATCHES, args.min_time, progress=True)
     load = load_since(before)
     print(format_inference(*rows, busy=load.busy, conv=args.conv))
     print(load)
