@@ -82,18 +82,20 @@ def format_inference(model_rows, layer_rows, busy: bool = False, conv: bool = Fa
                      f">= {goal:g}x: {verdict(r['ratio'], goal, busy=busy)}")
         lines.append(f"{'':<10} kernels: {r['kernels']}")
     if layer_rows:
+        kernels = ["torch-csr", "numba", "numba-parallel"]
+        if any(not math.isnan(r.get("direct", math.nan)) for r in layer_rows):  # a column where convs were timed
+            kernels.append("direct")
+        heads = {"torch-csr": "torch-csr", "numba": "numba", "numba-parallel": "numba-par", "direct": "direct"}
         lines += ["", "per layer: each kernel's speedup over dense; ours/torch = torch-csr time / best numba time",
-                  f"{'layer':<14} {'kept':>6} {'batch':>5} {'dense us':>9} {'torch-csr':>9} {'numba':>8} "
-                  f"{'numba-par':>9} {'direct':>8} {'ours/torch':>10}  chosen"]
+                  f"{'layer':<14} {'kept':>6} {'batch':>5} {'dense us':>9} "
+                  + "".join(f"{heads[k]:>10}" for k in kernels) + f" {'ours/torch':>10}  chosen"]
         for r in layer_rows:
             ours = min((r[k] for k in ("numba", "numba-parallel") if not math.isnan(r.get(k, math.nan))),
                        default=math.nan)
             lines.append(f"{r['model'] + '.' + r['layer']:<14} {100 * r['density']:5.1f}% {r['batch']:>5} "
-                         f"{1e6 * r['dense']:9.1f} {_ratio(r['dense'], r['torch-csr']):>9} "
-                         f"{_ratio(r['dense'], r.get('numba', math.nan)):>8} "
-                         f"{_ratio(r['dense'], r.get('numba-parallel', math.nan)):>9} "
-                         f"{_ratio(r['dense'], r.get('direct', math.nan)):>8} "
-                         f"{_ratio(r['torch-csr'], ours):>10}  {r['chosen']}")
+                         f"{1e6 * r['dense']:9.1f} "
+                         + "".join(f"{_ratio(r['dense'], r.get(k, math.nan)):>10}" for k in kernels)
+                         + f" {_ratio(r['torch-csr'], ours):>10}  {r['chosen']}")
     return "\n".join(lines)
 
 

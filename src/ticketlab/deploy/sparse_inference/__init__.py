@@ -22,9 +22,10 @@ non-float32 inputs and non-CPU tensors take the dense path. Conv2d layers need a
 
 The converted model is for inference: a converted layer holds its dense layer (`.dense`, the fallback; its state
 dict keys gain `.dense`) and a CSR copy of the kept weights (8 bytes per kept weight; a Conv2d timed with `direct`
-also that kernel's entries, 16 bytes per kept weight and input size), so it uses more memory than the dense model, and later changes to the weights do not reach the copy. numba's parallel kernels run on numba's
-own "workqueue" thread pool unless NUMBA_THREADING_LAYER says otherwise: its OpenMP layer shares libgomp with torch
-and resets torch's thread count. Compare with `torch.nn.utils.prune`, which masks but never runs faster.
+also that kernel's entries, 16 bytes per kept weight and input size), so it uses more memory than the dense model,
+and later changes to the weights do not reach the copy. numba's parallel kernels run on numba's own "workqueue"
+thread pool unless NUMBA_THREADING_LAYER says otherwise: its OpenMP layer shares libgomp with torch and resets
+torch's thread count. Compare with `torch.nn.utils.prune`, which masks but never runs faster.
 
 Layout: convert.py (`sparsify`), kernels.py (numba kernels), csr.py (CSRWeight), layers.py (SparseLinear,
 SparseConv2d), fused.py (FusedChain), fusing.py (which runs to fuse), timing.py (time_calls, time_kernels),
