@@ -185,6 +185,8 @@ def test_benchmark_rows_measure_models_against_dense():
     assert {r["layer"] for r in layer_rows} == {"fc1", "fc2"}
     table = format_inference(model_rows, layer_rows)
     assert "threads" in table and "kept 10.0% (sparsity 90.0%)" in table and "ours/torch" in table
+    header = next(line for line in table.splitlines() if line.endswith("chosen"))
+    assert "direct" not in header.split()  # no convolution timed it
 
 
 def test_benchmark_rows_of_a_conv_model_time_the_direct_kernel():
