@@ -74,11 +74,9 @@ def layer_functions(shape: tuple, kept: float, copies: int, batch: int, parts: b
     if parts:
         lay, x, gy = sw.layout(size, size), h.detach().flatten(0, 1), dy.flatten(0, 1)
         values, b = sw.values.detach(), bias.detach()
-        out, where = kernel().forward(x, values, b, lay.ptr, lay.blocks, lay.off, lay.masks, lay.geometry(), relu,
-                                      False)
+        out, where = lay.forward(x, values, b, relu)
         gate = out if relu else NO_TENSOR
-        functions["forward"] = lambda: kernel().forward(x, values, b, lay.ptr, lay.blocks, lay.off, lay.masks,
-                                                        lay.geometry(), relu, False)
+        functions["forward"] = lambda: lay.forward(x, values, b, relu)
         functions["input grad"] = lambda: kernel().input_grad(gy, values[lay.perm], lay.colptr, lay.back_blocks,
                                                               lay.off_back, lay.masks_back, lay.geometry(), gate,
                                                               where)

@@ -161,6 +161,12 @@ class Layout:
             if len(off) and (int(off.min()) < 0 or int(off.max()) + reach > size):
                 raise RuntimeError(f"sparse convolution: an offset reads outside the sample ({size} values): a bug")
 
+    def forward(self, x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, relu: bool = False,
+                pool: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel's forward pass over samples x (N, C, H, W) of this size: (y, each pooling window's choice)."""
+        return self.kernel.forward(x, values, bias, self.ptr, self.blocks, self.off, self.masks, self.geometry(), relu,
+                                   pool)
+
     def geometry(self) -> list[int]:
         """The numbers the kernel takes (csrc/sparse_conv.cpp, Geometry), in its order."""
         g = self.g

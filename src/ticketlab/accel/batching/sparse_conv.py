@@ -89,8 +89,7 @@ class SparseConv(torch.autograd.Function):
         lay = weight.layout(*h.shape[-2:])
         x = h.reshape(k * b, *h.shape[2:]).contiguous()
         bias_ = NO_TENSOR if bias is None else bias.detach().contiguous()
-        y, where = kernel().forward(x, values.detach().contiguous(), bias_, lay.ptr, lay.blocks, lay.off, lay.masks,
-                                    lay.geometry(), relu, pool)
+        y, where = lay.forward(x, values.detach().contiguous(), bias_, relu, pool)
         ctx.save_for_backward(x, values, y if relu else NO_TENSOR, where)
         ctx.layout = lay
         return y.unflatten(0, (k, b))

@@ -68,22 +68,21 @@ class SparseConv2d(SparseLayer):
     def __init__(self, dense: nn.Module, mask: torch.Tensor):
         super().__init__(dense, mask)
         self.mask = mask
-        self._direct: dict[tuple[int, int], tuple] = {}  # input (H, W) -> the direct kernel's arguments
+        self._direct = None  # (SparseConvWeight, its values, bias) once the direct kernel is used
 
     def candidates(self, kernels) -> list[str]:
         return [k for k in kernels if k != DIRECT or direct_kernel() is not None]
 
-    def direct_arguments(self, height: int, width: int) -> tuple:
-        """The direct kernel's weights, bias and entries for inputs (height, width), made on first use."""
-        if (height, width) not in self._direct:
-            conv = self.dense  # one copy: the kernel's stacked form with K = 1
+    def direct(self) -> tuple[SparseConvWeight, torch.Tensor, torch.Tensor]:
+        """The layer as the direct kernel takes it (the stacked form with one copy: it lays out each input size
+        once), its kept values and its bias, made on first use."""
+        if self._direct is None:
+            conv = self.dense
             weight = SparseConvWeight(conv.weight.detach()[None], self.mask[None], conv.stride, conv.padding,
                                       conv.dilation)
-            layout = weight.layout(height, width)
             bias = NO_TENSOR if conv.bias is None else conv.bias.detach().reshape(1, -1).contiguous()
-            self._direct[height, width] = (weight.values.detach(), bias, layout.ptr, layout.blocks, layout.off,
-                                           layout.masks, layout.geometry())
-        return self._direct[height, width]
+            self._direct = (weight, weight.values.detach(), bias)
+        return self._direct
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
@@ -91,7 +90,8 @@ class SparseConv2d(SparseLayer):
         if kernel == "dense":  # only zero-padded convs are converted, so F.conv2d is the layer's own op
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
         if kernel == DIRECT:
-            return direct_kernel().forward(x.contiguous(), *self.direct_arguments(*x.shape[-2:]), False, False)[0]
+            weight, values, bias = self.direct()
+            return weight.layout(*x.shape[-2:]).forward(x.contiguous(), values, bias)[0]
         batch, _, height, width = x.shape
         cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (B, C*k*k, L)
         out_h, out_w = (_out_size(s, k, p, d, st) for s, k, p, d, st in zip(

@@ -63,7 +63,7 @@ def time_kernels(layer: SparseLayer, x: torch.Tensor, kernels, min_time: float =
         if kernel.startswith("numba"):
             warm_numba(kernel)
         if kernel == DIRECT:
-            layer.direct_arguments(*x.shape[-2:])
+            layer.direct()[0].layout(*x.shape[-2:])
     try:
         return time_calls({k: run(k) for k in kernels}, min_time)
     finally:
