@@ -124,11 +124,12 @@ NAMES = {"sequential": "sequential (k x train)", "batched": "batched (sparse ker
 
 
 def batching_report(quick: bool = False, progress: bool = False, smoke: bool = False, model: str = "lenet300") -> str:
-    """The section, with the machine load seen while it was measured. smoke: 2 tickets x 5 steps (conv models: 2),
-    2 repeats."""
+    """The section, with the machine load seen while it was measured. quick: fewer repeats of the same measurement
+    (a stage's fixed costs, its set-up and evaluations, weigh more in shorter runs, so fewer steps would move the ratio
+    away from the one the target is set for); smoke: 2 tickets x 5 steps (conv models: 2), 2 repeats."""
     from ticketlab.bench.noise import load_mark, load_since
 
-    k, steps, repeats = (2, 5, 2) if smoke else (8, 100, 3) if quick else (8, 300, 5)
+    k, steps, repeats = (2, 5, 2) if smoke else (8, 300, 3) if quick else (8, 300, 5)
     if model != "lenet300":  # a Conv-6 or ResNet-20 step costs ~50-100x a LeNet-300-100 step
         steps = 2 if smoke else steps // 10
     before = load_mark()
