@@ -9,7 +9,7 @@ of the speedup are printed, and a verdict on each target only when the noise and
 The per-layer table says how our numba kernel compares with torch's CSR kernel ("ours/torch").
 Targets: batch 1 >= 2x dense at 10% kept, >= 6x at 2% kept, never slower than dense; the convolutional zoo: never
 slower than dense.
-Run: nice -n 10 .venv/bin/python benchmarks/sparse_inference.py [--threads N] [--quick | --conv | --smoke]
+Run: nice -n 10 .venv/bin/python benchmarks/sparse_inference.py [--threads N] [--quick | --conv | --smoke] [--no-fuse]
 """
 
 import argparse
@@ -23,6 +23,8 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="LeNet-300-100 at 2%% kept, batch 1 (a check that it "
                                                              "runs)")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds of timing per model and batch size")
+    parser.add_argument("--no-fuse", action="store_true", help="sparsify(fuse=False): no fused Linear chains, no "
+                        "ReLU or pool inside the direct convolution (what the fusion adds)")
     args = parser.parse_args()
     import torch  # after parsing: --help answers without importing torch
 
@@ -38,7 +40,7 @@ def main():
     before = load_mark()
     densities = QUICK_DENSITIES if args.quick or args.conv else DENSITIES
     models = {name: zoo(name) for name in CONV_ZOO} if args.conv else {"lenet300": lenet300, "vgg16-fc": vgg16_fc}
-    rows = inference_rows(models, densities, BATCHES, args.min_time, progress=True)
+    rows = inference_rows(models, densities, BATCHES, args.min_time, progress=True, fuse=not args.no_fuse)
     load = load_since(before)
     print(format_inference(*rows, busy=load.busy, conv=args.conv))
     print(load)

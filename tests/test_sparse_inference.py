@@ -309,3 +309,39 @@ def test_sparsify_fuses_linear_chains_when_faster(monkeypatch):
             global_handle.remove()
         assert seen[0] == (1, 10) and type(fast) in seen[1:]
 
+
+
+def test_relu_and_pool_after_a_direct_convolution_run_inside_its_call(monkeypatch, tmp_path):
+    """Conv2d -> ReLU [-> 2x2 MaxPool2d] runs of a Sequential become ConvBlocks where the convolution runs `direct`:
+    equal to the modules (odd sizes: the pool floors), a pool the kernel cannot apply stays a module, grad mode runs
+    the modules, and the dense view exports to ONNX equal to the model."""
+    ort = pytest.importorskip("onnxruntime")
+    from ticketlab.deploy.onnx_export import export_onnx
+    from ticketlab.deploy.sparse_inference import ConvBlock
+
+    needs_direct("direct")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                          nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Conv2d(16, 8, 3), nn.ReLU(), nn.MaxPool2d(3),
+                          nn.Flatten(), nn.Linear(8, 10)).eval()
+    masks = Masks({f"{i}.weight": torch.rand(model[i].weight.shape) < 0.2 for i in (0, 2, 5)})
+    masks.apply(model)
+    patch_everywhere(monkeypatch, "time_kernels", lambda layer, x, kernels, *a, **k: {
+        k: 0.1 if k == "direct" else 1.0 for k in kernels})  # direct wins wherever it is a candidate
+    fast = sparsify(model, masks, batch_sizes=(1, 4), example_input=torch.randn(4, 3, 13, 13), check_model=False)
+    blocks = {name: m.pool for name, m in fast.named_children() if isinstance(m, ConvBlock)}
+    assert blocks == {"0": False, "2": True, "5": False}
+    assert [type(m) for m in fast.children()][3:5] == [nn.MaxPool2d, nn.Flatten]  # the 3x3 pool stays a module
+    with torch.no_grad():
+        for batch in (1, 3, 4):
+            x = torch.randn(batch, 3, 13, 13)
+            assert_close_relative(fast(x), model(x))
+    x = torch.randn(2, 3, 13, 13, requires_grad=True)
+    fast(x).sum().backward()  # grad mode: the modules, so the gradient flows
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    export_onnx(fast, torch.randn(1, 3, 13, 13), tmp_path / "blocks.onnx")  # its dense equivalent
+    session = ort.InferenceSession(str(tmp_path / "blocks.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 13, 13)
+    with torch.no_grad():
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert_close_relative(torch.from_numpy(got), model(x))

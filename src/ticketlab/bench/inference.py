@@ -7,8 +7,10 @@ from ticketlab.bench.workloads import BATCHES, DENSITIES, QUICK_DENSITIES, layer
 REPEATS = 3  # interleaved timings per model, density and batch: enough for a median, a range and a noise figure
 
 
-def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time: float = 0.2, progress=False):
-    """(model rows, layer rows): whole-model dense vs sparsified time, and each layer's kernel timings."""
+def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time: float = 0.2, progress=False,
+                   fuse: bool = True):
+    """(model rows, layer rows): whole-model dense vs sparsified time (`fuse`: sparsify's), and each layer's kernel
+    timings."""
     import statistics
 
     import torch
@@ -17,6 +19,7 @@ def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time:
     from ticketlab.bench.noise import paired_ratio
     from ticketlab.deploy.sparse_inference import (
         DIRECT,
+        ConvBlock,
         FusedChain,
         available_kernels,
         layer_choices,
@@ -33,15 +36,18 @@ def inference_rows(models: dict, densities=DENSITIES, batches=BATCHES, min_time:
             bar.set_postfix_str(f"{model_name} kept {100 * density:g}%")
             masks = layerwise_masks(dense, density)
             masks.apply(dense)
-            fast = sparsify(dense, masks, batch_sizes=batches, min_time=min_time / 4)
+            fast = sparsify(dense, masks, batch_sizes=batches, min_time=min_time / 4, fuse=fuse)
             choices = {(c.name, c.batch): c.kernel for c in layer_choices(fast)}
             fused = [f"{m.names[0]}..{m.names[-1]}" for m in fast.modules() if isinstance(m, FusedChain) and m.enabled]
+            after = {n: " + ReLU, pool" if m.pool else " + ReLU"  # fused into the direct kernel's call
+                     for n, m in fast.named_modules() if isinstance(m, ConvBlock)}
             for batch in batches:
                 x = torch.randn(batch, *dense.input_shape, generator=generator)
                 with torch.no_grad():  # REPEATS interleaved timings, each the best of its short rounds
                     t = [time_calls({"dense": lambda x=x, m=dense: m(x), "sparse": lambda x=x, m=fast: m(x)},
                                     min_time / REPEATS) for _ in range(REPEATS)]
-                kernels = ", ".join(f"{n} {k}" for (n, b), k in choices.items() if b == batch)
+                kernels = ", ".join(f"{n} {k}{after.get(n, '') if k == DIRECT else ''}"
+                                    for (n, b), k in choices.items() if b == batch)
                 if batch == 1 and fused:
                     kernels = f"fused chain {', '.join(fused)} (per layer when not fused: {kernels})"
                 ratio = paired_ratio([r["dense"] for r in t], [r["sparse"] for r in t])

@@ -9,7 +9,7 @@ from torch import nn
 from ticketlab.core.masks import Masks
 from ticketlab.deploy.sparse_inference.choices import _choices
 from ticketlab.deploy.sparse_inference.fused import FusedChain
-from ticketlab.deploy.sparse_inference.fusing import _fuse_chains, _shortcut_whole_chain
+from ticketlab.deploy.sparse_inference.fusing import _fuse_chains, _fuse_conv_blocks, _shortcut_whole_chain
 from ticketlab.deploy.sparse_inference.kernels import DIRECT, KERNELS, available_kernels, numba_kernels
 from ticketlab.deploy.sparse_inference.layers import SparseConv2d, SparseLayer, SparseLinear, _convertible
 from ticketlab.deploy.sparse_inference.replace import _replace
@@ -31,7 +31,8 @@ def sparsify(model: nn.Module, masks: Masks | None = None, batch_sizes=(1, 64), 
     Layers denser than `max_density` are left dense without measuring. check_model: then time the whole converted
     model against its dense self at each batch size (needs example_input or input_shape) and go dense where it
     did not win by `margin` end to end. fuse: run chains [Flatten ->] Linear -> ReLU -> Linear ... of an
-    nn.Sequential at batch 1 as one compiled call (FusedChain) where that was measured faster. The choices are in
+    nn.Sequential at batch 1 as one compiled call (FusedChain) where that was measured faster, and a ReLU (and 2x2
+    max-pool) right after a Conv2d that runs the direct kernel inside that kernel's call (ConvBlock). The choices are in
     `layer_choices(model)`, the fused chains in `model.sparse_fused` ({name: (modules seconds, fused seconds)}), the
     end-to-end timings in `model.sparse_model_timings` ({batch: (dense seconds, sparse seconds)})."""
     batch_sizes = _check_batch_sizes(batch_sizes)
@@ -58,6 +59,8 @@ def sparsify(model: nn.Module, masks: Masks | None = None, batch_sizes=(1, 64), 
         choices.append((name, layer))
         if any(k != "dense" for k in layer.plan.values()):
             _replace(model, name, layer)
+    if fuse:
+        _fuse_conv_blocks(model)
     model.sparse_fused = {}
     if fuse and numba_kernels() and 1 in batch_sizes:
         _fuse_chains(model, masks, margin, min_time)

@@ -1,4 +1,5 @@
-"""Where to fuse: find the Linear/ReLU runs of each nn.Sequential and fuse those a FusedChain runs faster."""
+"""Where to fuse: the Linear/ReLU runs of each nn.Sequential that a FusedChain runs faster, and the Conv2d/ReLU(/pool)
+runs whose convolution runs the direct kernel (ConvBlock)."""
 
 from collections import OrderedDict
 
@@ -7,8 +8,10 @@ from torch import nn
 from torch.nn.modules import module as _hooks
 
 from ticketlab.core.masks import Masks
+from ticketlab.deploy.sparse_inference.conv_block import ConvBlock, fusable_pool
 from ticketlab.deploy.sparse_inference.fused import FusedChain
-from ticketlab.deploy.sparse_inference.layers import SparseLayer, SparseLinear
+from ticketlab.deploy.sparse_inference.kernels import DIRECT
+from ticketlab.deploy.sparse_inference.layers import SparseConv2d, SparseLayer, SparseLinear
 from ticketlab.deploy.sparse_inference.replace import _key, _replace_run
 from ticketlab.deploy.sparse_inference.timing import time_calls
 
@@ -31,6 +34,21 @@ def _fuse_chains(model: nn.Module, masks: Masks, margin: float, min_time: float)
             if t["fused"] * (1 + margin) < t["modules"]:
                 model.sparse_fused[_key(prefix, chain.names[0])] = (t["modules"], t["fused"])
                 _replace_run(seq, run, chain.names[0], chain)
+
+
+def _fuse_conv_blocks(model: nn.Module) -> None:
+    """Replace each run SparseConv2d -> ReLU [-> 2x2 MaxPool2d] inside an nn.Sequential by a ConvBlock where the
+    convolution runs the direct kernel at some batch size (the block is that kernel with less to do: not timed)."""
+    for _, seq in list(model.named_modules()):
+        if not isinstance(seq, nn.Sequential):
+            continue
+        children = list(seq.named_children())
+        for i, (name, conv) in enumerate(children[:-1]):
+            if not (isinstance(conv, SparseConv2d) and DIRECT in conv.plan.values()
+                    and isinstance(children[i + 1][1], nn.ReLU)):
+                continue
+            end = i + 3 if i + 2 < len(children) and fusable_pool(children[i + 2][1]) else i + 2
+            _replace_run(seq, children[i:end], name, ConvBlock(nn.Sequential(OrderedDict(children[i:end]))))
 
 
 def _shortcut_whole_chain(model: nn.Module) -> None:
