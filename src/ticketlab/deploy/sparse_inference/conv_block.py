@@ -21,9 +21,7 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.layers[0]
         if isinstance(conv, SparseConv2d) and x.dim() == 4 and conv.kernel_for(x, x.shape[0]) == DIRECT:
-            weight, values, bias = conv.direct()
-            layout = weight.layout(*x.shape[-2:])
-            return layout.forward(x.contiguous(), values, bias, relu=True, pool=self.pool)[0]
+            return conv.run_direct(x, relu=True, pool=self.pool)
         return self.layers(x)
 
     def extra_repr(self) -> str:

@@ -84,14 +84,19 @@ class SparseConv2d(SparseLayer):
             self._direct = (weight, weight.values.detach(), bias)
         return self._direct
 
+    def run_direct(self, x: torch.Tensor, relu: bool = False, pool: bool = False) -> torch.Tensor:
+        """The direct kernel's output for x (N, C, H, W), then max(0, .) if `relu`, then a 2x2 max-pool if `pool`
+        (applied as the output is written)."""
+        weight, values, bias = self.direct()
+        return weight.layout(*x.shape[-2:]).forward(x.contiguous(), values, bias, relu, pool)[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
         kernel = self.kernel_for(x, x.shape[0]) if x.dim() == 4 else "dense"
         if kernel == "dense":  # only zero-padded convs are converted, so F.conv2d is the layer's own op
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
         if kernel == DIRECT:
-            weight, values, bias = self.direct()
-            return weight.layout(*x.shape[-2:]).forward(x.contiguous(), values, bias)[0]
+            return self.run_direct(x)
         batch, _, height, width = x.shape
         cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (B, C*k*k, L)
         out_h, out_w = (_out_size(s, k, p, d, st) for s, k, p, d, st in zip(
