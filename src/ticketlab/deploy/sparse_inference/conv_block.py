@@ -20,7 +20,7 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.layers[0]
-        if isinstance(conv, SparseConv2d) and x.dim() == 4 and conv.kernel_for(x, x.shape[0]) == DIRECT:
+        if isinstance(conv, SparseConv2d) and conv.kernel_of(x) == DIRECT:
             return conv.run_direct(x, relu=True, pool=self.pool)
         return self.layers(x)
 

@@ -90,9 +90,13 @@ class SparseConv2d(SparseLayer):
         weight, values, bias = self.direct()
         return weight.layout(*x.shape[-2:]).forward(x.contiguous(), values, bias, relu, pool)[0]
 
+    def kernel_of(self, x: torch.Tensor) -> str:
+        """The kernel that runs input x: the plan's for its batch size; dense for an unbatched (3-D) input."""
+        return self.kernel_for(x, x.shape[0]) if x.dim() == 4 else "dense"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
-        kernel = self.kernel_for(x, x.shape[0]) if x.dim() == 4 else "dense"
+        kernel = self.kernel_of(x)
         if kernel == "dense":  # only zero-padded convs are converted, so F.conv2d is the layer's own op
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
         if kernel == DIRECT:
